@@ -121,6 +121,8 @@ PACKAGES: dict[str, Package] = {
                 "8d15982711d6fa4b415fa84e83f654b34ac06db49f120eb9a3d33dd3346622cb"),
         Package("django", "5.2.19", "pypi-wheel",
                 "5965d974a5218a2b68a11dd1276434707f23886525c23f0598eccedaf4f4ca00"),
+        Package("mathjax", "3.2.2", "npm",
+                "1b9c0a1c44df864e915690558e72adb9cc5203360daefd385084ced3b6c64c09"),
     ]
 }
 
@@ -145,6 +147,8 @@ ASSETS: dict[str, Asset] = {
               "PDDL-1.0 / CC0", "6,046 SpamAssassin e-mails, ham/spam"),
         Asset("django_po", "django", "django/", "dataset",
               "BSD-3-Clause (Django)", "gettext English->target string pairs from Django's locales"),
+        # Not a model or dataset: the book's HTML ships MathJax so equations render without the internet.
+        Asset("mathjax", "mathjax", "package/es5/", "tool", "Apache-2.0", "MathJax 3 browser bundle"),
     ]
 }
 
