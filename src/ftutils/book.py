@@ -1,0 +1,584 @@
+"""The book runner: execute the chapters, build the HTML, keep the Colab notebooks in sync.
+
+One entry point, ``python -m ftutils.book``:
+
+* ``run [--config cpu-tiny|gpu] [--only 02 ...] [-p NAME VALUE ...] [--no-build]`` converts each
+  ``notebooks/NN_name.py`` (Jupytext percent format) to a notebook, executes it with papermill under
+  the config (``CONFIG`` and every ``-p`` go into the chapter's ``parameters`` cell) into
+  ``executed/NN_name.ipynb``, records the time per chapter in ``book/execution_times.md`` and then
+  builds the HTML (``jupyter-book build . -W``) from the executed notebooks. A failing chapter stops
+  the run with "chapter NN_name failed in cell K ...".
+* ``build`` builds the HTML from what ``executed/`` holds (warnings are errors) and checks that no
+  page loads MathJax from a CDN.
+* ``sync`` regenerates ``colab/NN_name.ipynb``: a Colab setup cell, then the chapter's cells, with
+  the outputs of the last ``cpu-tiny`` run when its inputs still match.
+* ``check-sync`` fails if a Colab notebook's inputs differ from its ``.py`` source (CI runs it).
+
+Example:
+    >>> from ftutils.book import parse_parameters
+    >>> parse_parameters([("N_REVIEWS", "200"), ("MODEL", "minilm"), ("LR", "3e-5")])
+    {'N_REVIEWS': 200, 'MODEL': 'minilm', 'LR': 3e-05}
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import copy
+import datetime as _dt
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+EXECUTED_DIR = "executed"
+COLAB_DIR = "colab"
+NOTEBOOK_DIR = "notebooks"
+TIMES_FILE = "book/execution_times.md"
+DEFAULT_CONFIG = "cpu-tiny"
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"}
+SETUP_TAG = "colab-setup"
+_CHAPTER_RE = re.compile(r"^(\d\d)_[A-Za-z0-9_]+\.py$")
+# Keys of ftutils.assets worth fetching up front on Colab when a chapter names them.
+_PREFETCHABLE = ("minilm", "smollm2-135m", "rotten_tomatoes", "bbc_news", "wnut16", "peoples_daily",
+                 "chn_sentiment", "spam_assassin", "django_po")
+
+
+class BookError(RuntimeError):
+    """A problem the runner reports in one line (bad arguments, failed chapter, failed build)."""
+
+
+class ChapterFailed(BookError):
+    """A chapter raised while executing; the message names the chapter and the cell."""
+
+
+@dataclass(frozen=True)
+class Chapter:
+    """A chapter notebook source: ``notebooks/NN_name.py``."""
+
+    number: str  # "02"
+    name: str  # "02_core_concepts"
+    source: Path
+
+    def executed(self, root: Path) -> Path:
+        return root / EXECUTED_DIR / f"{self.name}.ipynb"
+
+    def colab(self, root: Path) -> Path:
+        return root / COLAB_DIR / f"{self.name}.ipynb"
+
+
+# --------------------------------------------------------------------------------------------------
+# Finding the book and its chapters
+
+
+def find_root(start: Path | None = None) -> Path:
+    """The repository root: the first folder upward from ``start`` holding ``_config.yml`` and ``notebooks/``."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "_config.yml").is_file() and (folder / NOTEBOOK_DIR).is_dir():
+            return folder
+    raise BookError(
+        f"No book found at or above {here}: expected a folder with _config.yml and {NOTEBOOK_DIR}/. "
+        "Run from the repository root or pass --root."
+    )
+
+
+def chapters(root: Path, only: Sequence[str] | None = None) -> list[Chapter]:
+    """The chapter sources in ``root/notebooks``, in order; ``only`` picks some by number or name.
+
+    ``only`` entries may be ``"2"``, ``"02"`` or ``"02_core_concepts"``. An entry matching no chapter
+    raises ``BookError`` listing the chapters that exist.
+    """
+    found = []
+    for file in sorted((root / NOTEBOOK_DIR).glob("*.py")):
+        match = _CHAPTER_RE.match(file.name)
+        if match:
+            found.append(Chapter(match.group(1), file.stem, file))
+    if not only:
+        return found
+    picked: list[Chapter] = []
+    for wanted in only:
+        key = wanted.removesuffix(".py").removesuffix(".ipynb")
+        key = Path(key).name
+        if key.isdigit():
+            key = f"{int(key):02d}"
+        hits = [c for c in found if key in (c.number, c.name)]
+        if not hits:
+            names = ", ".join(c.name for c in found) or "none"
+            raise BookError(f"--only {wanted!r} matches no chapter: expected a number or name of {names}.")
+        picked.extend(h for h in hits if h not in picked)
+    return sorted(picked, key=lambda c: c.name)
+
+
+# --------------------------------------------------------------------------------------------------
+# Parameters
+
+
+def parse_value(text: str) -> Any:
+    """Read a ``-p`` value the way a reader would type it in the parameters cell.
+
+    Python literals (``3``, ``3e-5``, ``None``, ``True``, ``[1, 2]``, ``'x'``) become those values;
+    anything else stays a string (``minilm``, ``cpu-tiny``).
+
+    Example:
+        >>> parse_value("3"), parse_value("None"), parse_value("cpu-tiny")
+        (3, None, 'cpu-tiny')
+    """
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def parse_parameters(pairs: Sequence[Sequence[str]]) -> dict[str, Any]:
+    """``[("NAME", "VALUE"), ...]`` from ``-p NAME VALUE`` into a dict; bad names raise ``BookError``."""
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        if len(pair) != 2:
+            raise BookError(f"-p takes a name and a value, got {list(pair)!r}: e.g. -p N_REVIEWS 200.")
+        name, value = pair
+        if not name.isidentifier():
+            raise BookError(f"-p name {name!r} is not a Python identifier: expected e.g. N_REVIEWS.")
+        if name == "CONFIG":
+            raise BookError("Set the configuration with --config, not -p CONFIG.")
+        params[name] = parse_value(value)
+    return params
+
+
+def check_config(name: str) -> None:
+    """Fail at once (``BookError``) if ``name`` is not a configuration ``ftutils.config`` knows."""
+    from ftutils.config import CONFIGS
+
+    if name not in CONFIGS:
+        raise BookError(f"Unknown config {name!r}: expected one of {', '.join(CONFIGS)}.")
+
+
+def parameter_names(notebook: Any) -> list[str]:
+    """Names assigned in the cell tagged ``parameters`` (empty if the notebook has none)."""
+    for cell in notebook.cells:
+        if cell.cell_type == "code" and "parameters" in cell.metadata.get("tags", []):
+            names = []
+            for node in ast.parse(cell.source).body:
+                targets = node.targets if isinstance(node, ast.Assign) else (
+                    [node.target] if isinstance(node, ast.AnnAssign) else [])
+                names += [t.id for t in targets if isinstance(t, ast.Name)]
+            return names
+    return []
+
+
+# --------------------------------------------------------------------------------------------------
+# Executing
+
+
+def read_source(chapter: Chapter) -> Any:
+    """The chapter as an nbformat notebook (Jupytext), with the python3 kernelspec set."""
+    import jupytext
+
+    notebook = jupytext.read(chapter.source)
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    notebook.metadata.setdefault("language_info", {"name": "python"})
+    return notebook
+
+
+def execute_chapter(root: Path, chapter: Chapter, config: str, params: dict[str, Any],
+                    *, timeout: int | None = None) -> float:
+    """Execute one chapter into ``executed/NN_name.ipynb`` and return the seconds it took.
+
+    Raises ``ChapterFailed`` naming the chapter and the failing cell, and ``BookError`` if a ``-p``
+    name is not in the chapter's parameters cell.
+    """
+    import nbformat
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    notebook = read_source(chapter)
+    known = parameter_names(notebook)
+    if not known:
+        raise BookError(f"chapter {chapter.name} has no cell tagged 'parameters': add one holding CONFIG.")
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise BookError(f"chapter {chapter.name} has no parameter {', '.join(unknown)}: "
+                        f"its parameters cell sets {', '.join(known)}.")
+    out = chapter.executed(root)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    os.environ.update({k: os.environ.get(k, v) for k, v in OFFLINE_ENV.items()})
+    with tempfile.TemporaryDirectory(prefix="ftbook-") as tmp:
+        source = Path(tmp) / f"{chapter.name}.ipynb"
+        nbformat.write(notebook, source)
+        started = time.perf_counter()
+        try:
+            papermill.execute_notebook(
+                str(source), str(out), parameters={"CONFIG": config, **params}, kernel_name="python3",
+                language="python", cwd=str(root), progress_bar=False, log_output=False,
+                execution_timeout=timeout,
+            )
+        except PapermillExecutionError as exc:
+            raise ChapterFailed(_failure_message(chapter, out, exc)) from None
+        seconds = time.perf_counter() - started
+    executed = nbformat.read(out, as_version=4)
+    executed.metadata.setdefault("ftutils", {})
+    executed.metadata["ftutils"].update({"config": config, "parameters": params, "seconds": round(seconds, 1)})
+    nbformat.write(executed, out)
+    return seconds
+
+
+def _failure_message(chapter: Chapter, out: Path, exc: Any) -> str:
+    """'chapter NN failed in cell K (...)', K counted in the source notebook (papermill's cells excluded)."""
+    import nbformat
+
+    executed = nbformat.read(out, as_version=4)
+    injected = sum(1 for cell in executed.cells[: exc.cell_index]
+                   if "injected-parameters" in cell.metadata.get("tags", []))
+    cell_number = exc.cell_index - injected + 1
+    first_line = next((line for line in exc.source.splitlines() if line.strip()), "").strip()
+    evalue = str(exc.evalue).strip().splitlines()[0] if str(exc.evalue).strip() else ""
+    return (f"chapter {chapter.name} failed in cell {cell_number} (`{first_line[:80]}`): "
+            f"{exc.ename}: {evalue}  [traceback in {out}]")
+
+
+def write_times(root: Path, rows: dict[tuple[str, str], tuple[float, str, str]]) -> Path:
+    """Merge ``{(chapter, config): (seconds, date, machine)}`` into the times table and write it."""
+    file = root / TIMES_FILE
+    table = read_times(file)
+    table.update(rows)
+    lines = [
+        "# Execution times",
+        "",
+        "Wall-clock seconds per chapter, written by `python -m ftutils.book run` (do not edit by hand).",
+        "The `HTML build` row is `jupyter-book build` after the chapters ran. The budget for the whole",
+        "book on `cpu-tiny` is 20 minutes on 2 CPU cores; numbers measured on a shared machine are noisy.",
+        "",
+        "| Chapter | Config | Seconds | Date (UTC) | Machine |",
+        "|---|---|---:|---|---|",
+    ]
+    totals: dict[str, float] = {}
+    for (chapter, config), (seconds, date, machine) in sorted(table.items()):
+        lines.append(f"| {chapter} | {config} | {seconds:.1f} | {date} | {machine} |")
+        if chapter != "HTML build":
+            totals[config] = totals.get(config, 0.0) + seconds
+    lines.append("")
+    for config, total in sorted(totals.items()):
+        lines.append(f"Total for the chapters on `{config}`: {total:.0f} s ({total / 60:.1f} min).")
+        lines.append("")
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_text("\n".join(lines))
+    return file
+
+
+def read_times(file: Path) -> dict[tuple[str, str], tuple[float, str, str]]:
+    """The rows of an existing times table (empty if there is none)."""
+    rows: dict[tuple[str, str], tuple[float, str, str]] = {}
+    if not file.is_file():
+        return rows
+    for line in file.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 5 and cells[0] not in ("Chapter", "---") and not cells[0].startswith("-"):
+            try:
+                rows[(cells[0], cells[1])] = (float(cells[2]), cells[3], cells[4])
+            except ValueError:
+                continue
+    return rows
+
+
+def machine_description(config: str) -> str:
+    """A short description of where the numbers were measured (cores available, GPU for ``gpu``)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    text = f"{cores} CPU cores"
+    if config != DEFAULT_CONFIG:
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                text += f", {torch.cuda.get_device_name(0)}"
+        except ImportError:
+            pass
+    return text
+
+
+def run(root: Path, config: str = DEFAULT_CONFIG, only: Sequence[str] | None = None,
+        params: dict[str, Any] | None = None, *, build_html: bool = True,
+        timeout: int | None = None) -> dict[str, float]:
+    """Execute the chosen chapters (all by default), record their times, then build the HTML.
+
+    Returns ``{chapter name: seconds}``. The first failing chapter raises ``ChapterFailed``.
+    """
+    check_config(config)
+    params = params or {}
+    picked = chapters(root, only)
+    if not picked:
+        raise BookError(f"No chapters in {root / NOTEBOOK_DIR}: expected files named NN_name.py.")
+    times: dict[str, float] = {}
+    machine = machine_description(config)
+    for chapter in picked:
+        print(f"[book] executing {chapter.name} (config {config}) ...", flush=True)
+        seconds = execute_chapter(root, chapter, config, params, timeout=timeout)
+        times[chapter.name] = seconds
+        print(f"[book] {chapter.name}: {seconds:.1f} s", flush=True)
+        label = config if not params else f"{config} " + " ".join(f"{k}={v}" for k, v in params.items())
+        write_times(root, {(chapter.name, label): (seconds, _today(), machine)})
+    if build_html:
+        seconds = build(root)
+        write_times(root, {("HTML build", config): (seconds, _today(), machine)})
+    return times
+
+
+def _today() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
+
+
+# --------------------------------------------------------------------------------------------------
+# Building the HTML
+
+
+def toc_files(root: Path) -> list[str]:
+    """Every ``file:`` (and ``root:``) entry of ``_toc.yml``, in order."""
+    import yaml
+
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+    found: list[str] = [toc["root"]] if "root" in toc else []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if "file" in node:
+                found.append(node["file"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk({k: v for k, v in toc.items() if k != "root"})
+    return found
+
+
+def missing_toc_files(root: Path) -> list[str]:
+    """``_toc.yml`` entries with no ``.md``/``.ipynb`` file behind them."""
+    return [entry for entry in toc_files(root)
+            if not any((root / f"{entry}{suffix}").is_file() for suffix in ("", ".md", ".ipynb"))]
+
+
+def build(root: Path) -> float:
+    """``jupyter-book build . -W`` on the executed notebooks; returns seconds. Fails on any warning."""
+    missing = missing_toc_files(root)
+    if missing:
+        hint = [m for m in missing if m.startswith(f"{EXECUTED_DIR}/")]
+        advice = (f" Execute them first: python -m ftutils.book run --only "
+                  f"{' '.join(Path(m).name[:2] for m in hint)}" if hint else "")
+        raise BookError(f"_toc.yml lists {', '.join(missing)} but no such file exists.{advice}")
+    jb = Path(sys.executable).with_name("jupyter-book")
+    command = [str(jb) if jb.exists() else "jupyter-book", "build", str(root), "-W", "-n", "--keep-going"]
+    print(f"[book] {' '.join(command)}", flush=True)
+    started = time.perf_counter()
+    env = {**os.environ, **OFFLINE_ENV}
+    result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if result.returncode != 0:
+        log = (result.stdout + result.stderr).strip().splitlines()
+        problems = [line for line in log if "WARNING" in line or "ERROR" in line] or log[-15:]
+        raise BookError("jupyter-book build failed (warnings are errors):\n  " + "\n  ".join(problems[:30]))
+    cdn = cdn_mathjax_pages(root / "_build" / "html")
+    if cdn:
+        raise BookError(f"{len(cdn)} page(s) load MathJax from the internet, e.g. {cdn[0]}: "
+                        "the book must read equations offline (see book/_ext/offline_mathjax.py).")
+    print(f"[book] HTML in {root / '_build' / 'html'} ({seconds:.1f} s)", flush=True)
+    return seconds
+
+
+def cdn_mathjax_pages(html_dir: Path) -> list[Path]:
+    """HTML pages whose ``<script src=...>`` fetches MathJax from a remote host."""
+    pattern = re.compile(r"<script[^>]+src=\"(https?:)?//[^\"]*mathjax", re.IGNORECASE)
+    return [page for page in sorted(html_dir.rglob("*.html")) if pattern.search(page.read_text(errors="ignore"))]
+
+
+# --------------------------------------------------------------------------------------------------
+# Colab notebooks
+
+
+def repository(root: Path) -> tuple[str, str]:
+    """``(url, branch)`` of the repository, read from ``_config.yml`` (the one place it lives)."""
+    import yaml
+
+    repo = (yaml.safe_load((root / "_config.yml").read_text()) or {}).get("repository") or {}
+    url = str(repo.get("url", "")).rstrip("/")
+    if not url.startswith("https://github.com/"):
+        raise BookError(f"_config.yml repository.url is {url!r}: expected https://github.com/OWNER/NAME.")
+    return url, str(repo.get("branch") or "main")
+
+
+def colab_url(root: Path, chapter_name: str) -> str:
+    """The URL that opens ``colab/NN_name.ipynb`` of the repository in Google Colab."""
+    url, branch = repository(root)
+    return (f"https://colab.research.google.com/github/{url.removeprefix('https://github.com/')}"
+            f"/blob/{branch}/{COLAB_DIR}/{chapter_name}.ipynb")
+
+
+def setup_cell_source(root: Path, chapter: Chapter) -> str:
+    """The first cell of a Colab notebook: install ftutils and fetch the chapter's assets, on Colab only."""
+    url, branch = repository(root)
+    text = chapter.source.read_text()
+    keys = [k for k in _PREFETCHABLE if re.search(rf"[\"']{re.escape(k)}[\"']", text)]
+    # Chapters name models through the config (cfg.encoder / cfg.decoder): prefetch the defaults.
+    if "cfg.decoder" in text and "smollm2-135m" not in keys:
+        keys.insert(0, "smollm2-135m")
+    if "cfg.encoder" in text and "minilm" not in keys:
+        keys.insert(0, "minilm")
+    fetch = ""
+    if keys:
+        fetch = ("\n    subprocess.run([sys.executable, \"-m\", \"ftutils.assets\", \"fetch\", "
+                 + ", ".join(f'"{k}"' for k in keys) + "], check=True)")
+    return (
+        "# Colab only: install the book's package and fetch this chapter's models and data.\n"
+        "# Anywhere else this cell does nothing. (Generated by `python -m ftutils.book sync`.)\n"
+        "import sys\n"
+        "\n"
+        "if \"google.colab\" in sys.modules:\n"
+        "    import importlib\n"
+        "    import subprocess\n"
+        "\n"
+        "    # The package asks for version ranges, so pip keeps Colab's own torch.\n"
+        "    subprocess.run([sys.executable, \"-m\", \"pip\", \"install\", \"--quiet\",\n"
+        f"                    \"ftutils[extras] @ git+{url}@{branch}\"], check=True)\n"
+        "    importlib.invalidate_caches()"
+        f"{fetch}"
+    )
+
+
+def expected_colab(root: Path, chapter: Chapter) -> Any:
+    """The Colab notebook for ``chapter`` without outputs: setup cell + the chapter's cells."""
+    import nbformat
+
+    notebook = read_source(chapter)
+    setup = nbformat.v4.new_code_cell(setup_cell_source(root, chapter))
+    setup.metadata["tags"] = [SETUP_TAG, "remove-cell"]
+    notebook.cells.insert(0, setup)
+    for index, cell in enumerate(notebook.cells):
+        cell["id"] = f"cell-{index:03d}"  # stable ids keep regenerated notebooks' diffs small
+    notebook.metadata.pop("jupytext", None)
+    notebook.metadata["colab"] = {"name": f"{chapter.name}.ipynb", "provenance": []}
+    return notebook
+
+
+def _inputs(notebook: Any) -> list[tuple[str, str, tuple[str, ...]]]:
+    return [(c.cell_type, c.source.strip(), tuple(c.metadata.get("tags", [])))
+            for c in notebook.cells if "injected-parameters" not in c.metadata.get("tags", [])]
+
+
+def sync(root: Path, only: Sequence[str] | None = None) -> list[Path]:
+    """Write ``colab/NN_name.ipynb`` for each chapter; copy outputs from a matching ``cpu-tiny`` run.
+
+    Outputs are copied only from ``executed/NN_name.ipynb`` executed with ``--config cpu-tiny`` and
+    no ``-p`` overrides, whose cells equal the current source (otherwise the notebook has no outputs
+    and a message says so).
+    """
+    import nbformat
+
+    written = []
+    for chapter in chapters(root, only):
+        notebook = expected_colab(root, chapter)
+        executed_file = chapter.executed(root)
+        note = "no outputs (run `python -m ftutils.book run --only " + chapter.number + "` first)"
+        if executed_file.is_file():
+            executed = nbformat.read(executed_file, as_version=4)
+            meta = executed.metadata.get("ftutils", {})
+            cells = [c for c in executed.cells if "injected-parameters" not in c.metadata.get("tags", [])]
+            if not meta:
+                note = "no outputs (the last run of this chapter did not finish)"
+            elif meta.get("config") != DEFAULT_CONFIG or meta.get("parameters"):
+                note = f"no outputs (last run used {meta.get('config')} {meta.get('parameters') or ''})"
+            elif _inputs(executed) != _inputs(notebook)[1:]:
+                note = "no outputs (the source changed since the last run)"
+            else:
+                for target, done in zip(notebook.cells[1:], cells):
+                    if target.cell_type == "code":
+                        target.outputs = copy.deepcopy(done.get("outputs", []))
+                        target.execution_count = done.get("execution_count")
+                note = f"outputs of the {DEFAULT_CONFIG} run"
+        out = chapter.colab(root)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.validate(notebook)
+        nbformat.write(notebook, out)
+        written.append(out)
+        print(f"[book] {out.relative_to(root)}: {note}", flush=True)
+    return written
+
+
+def check_sync(root: Path) -> list[str]:
+    """Problems that make ``colab/`` differ from ``notebooks/`` (empty list = in sync)."""
+    import nbformat
+
+    problems = []
+    sources = chapters(root)
+    for chapter in sources:
+        file = chapter.colab(root)
+        if not file.is_file():
+            problems.append(f"{file.relative_to(root)} is missing: run `python -m ftutils.book sync`.")
+            continue
+        have = _inputs(nbformat.read(file, as_version=4))
+        want = _inputs(expected_colab(root, chapter))
+        if have != want:
+            index = next((i for i, (a, b) in enumerate(zip(have, want)) if a != b), min(len(have), len(want)))
+            problems.append(
+                f"{file.relative_to(root)} differs from {chapter.source.relative_to(root)} at cell "
+                f"{index + 1} ({len(have)} vs {len(want)} cells): run `python -m ftutils.book sync`.")
+    names = {c.name for c in sources}
+    for extra in sorted((root / COLAB_DIR).glob("*.ipynb")) if (root / COLAB_DIR).is_dir() else []:
+        if extra.stem not in names:
+            problems.append(f"{extra.relative_to(root)} has no source in {NOTEBOOK_DIR}/: delete it.")
+    return problems
+
+
+# --------------------------------------------------------------------------------------------------
+# Command line
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ftutils.book", description=__doc__.split("\n")[0])
+    parser.add_argument("--root", type=Path, default=None, help="repository root (default: found upward)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run_p = sub.add_parser("run", help="execute chapters with papermill, then build the HTML")
+    run_p.add_argument("--config", default=DEFAULT_CONFIG, help="cpu-tiny (default) or gpu")
+    run_p.add_argument("--only", nargs="+", metavar="CHAPTER", help="numbers or names, e.g. 02 04")
+    run_p.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                       help="override a parameters-cell value, e.g. -p N_REVIEWS 200 (repeatable)")
+    run_p.add_argument("--no-build", action="store_true", help="execute only; do not build the HTML")
+    run_p.add_argument("--timeout", type=int, default=None, help="seconds allowed per cell")
+    sub.add_parser("build", help="build the HTML from executed/ (jupyter-book build -W)")
+    sync_p = sub.add_parser("sync", help="regenerate colab/*.ipynb from notebooks/*.py")
+    sync_p.add_argument("--only", nargs="+", metavar="CHAPTER")
+    sub.add_parser("check-sync", help="fail if colab/*.ipynb inputs differ from notebooks/*.py")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "run":
+            check_config(args.config)  # before anything slow
+            params = parse_parameters(args.parameter)
+            root = find_root(args.root)
+            run(root, args.config, args.only, params, build_html=not args.no_build, timeout=args.timeout)
+        elif args.command == "build":
+            root = find_root(args.root)
+            seconds = build(root)
+            write_times(root, {("HTML build", "(build only)"): (seconds, _today(), machine_description(""))})
+        elif args.command == "sync":
+            sync(find_root(args.root), args.only)
+        elif args.command == "check-sync":
+            problems = check_sync(find_root(args.root))
+            for problem in problems:
+                print(f"[book] {problem}", file=sys.stderr)
+            if problems:
+                return 1
+            print("[book] colab/ is in sync with notebooks/")
+    except BookError as exc:
+        print(f"[book] error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,237 @@
+"""Tests of the book runner (ftutils.book) and the Colab helper (ftutils.colab).
+
+Most tests build a throw-away book in a temp folder; the one that executes notebooks starts a
+real kernel on a two-cell notebook (a few seconds).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from ftutils import book, colab
+
+REPO = Path(__file__).resolve().parents[1]
+
+CONFIG_YML = """\
+title: test book
+repository:
+  url: https://github.com/example-owner/example-book
+  branch: dev
+"""
+
+
+def chapter_source(body: str) -> str:
+    return textwrap.dedent('''\
+        # %% [markdown]
+        # # A tiny chapter
+
+        # %% tags=["parameters"]
+        CONFIG = "cpu-tiny"
+        N_ITEMS = 3
+
+        # %%
+        ''') + textwrap.dedent(body)
+
+
+@pytest.fixture()
+def tiny_book(tmp_path: Path) -> Path:
+    (tmp_path / "_config.yml").write_text(CONFIG_YML)
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "notebooks" / "01_ok.py").write_text(chapter_source(
+        'from ftutils.config import get_config\ncfg = get_config(CONFIG)\nprint(cfg.name, N_ITEMS * 2)\n'))
+    return tmp_path
+
+
+# ------------------------------------------------------------------------------------------------
+# Arguments
+
+
+def test_unknown_config_fails_at_once_naming_allowed_values(tmp_path, capsys):
+    started = time.perf_counter()
+    code = book.main(["--root", str(tmp_path), "run", "--config", "tpu"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "'tpu'" in err and "cpu-tiny" in err and "gpu" in err
+    assert time.perf_counter() - started < 5  # failed before looking for (or running) any chapter
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    ("3", 3), ("3e-5", 3e-5), ("None", None), ("True", True), ("minilm", "minilm"),
+    ("cpu-tiny", "cpu-tiny"), ("[1, 2]", [1, 2]), ("'quoted'", "quoted"),
+])
+def test_parse_value_reads_literals_and_keeps_other_text(text, value):
+    assert book.parse_value(text) == value
+
+
+def test_parse_parameters_builds_dict_and_rejects_bad_names():
+    assert book.parse_parameters([("A", "1"), ("B", "x"), ("A", "2")]) == {"A": 2, "B": "x"}
+    with pytest.raises(book.BookError, match="not a Python identifier"):
+        book.parse_parameters([("n-items", "3")])
+    with pytest.raises(book.BookError, match="--config"):
+        book.parse_parameters([("CONFIG", "gpu")])
+
+
+def test_command_line_p_flags_reach_the_parameter_check(tiny_book, capsys):
+    code = book.main(["--root", str(tiny_book), "run", "--no-build", "-p", "N_ITEM", "4"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "01_ok has no parameter N_ITEM" in err and "CONFIG, N_ITEMS" in err
+
+
+def test_only_selects_by_number_or_name_and_rejects_unknown(tiny_book):
+    (tiny_book / "notebooks" / "02_more.py").write_text(chapter_source("print(1)\n"))
+    (tiny_book / "notebooks" / "helper.py").write_text("x = 1\n")  # not a chapter name
+    assert [c.name for c in book.chapters(tiny_book)] == ["01_ok", "02_more"]
+    assert [c.name for c in book.chapters(tiny_book, ["2"])] == ["02_more"]
+    assert [c.name for c in book.chapters(tiny_book, ["02_more", "01"])] == ["01_ok", "02_more"]
+    with pytest.raises(book.BookError, match="01_ok, 02_more"):
+        book.chapters(tiny_book, ["07"])
+
+
+# ------------------------------------------------------------------------------------------------
+# Executing
+
+
+def test_run_executes_with_parameters_and_a_failing_chapter_names_its_cell(tiny_book):
+    times = book.run(tiny_book, "cpu-tiny", ["01"], {"N_ITEMS": 21}, build_html=False)
+    executed = nbformat.read(tiny_book / "executed" / "01_ok.ipynb", as_version=4)
+    printed = "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs)
+    assert "cpu-tiny 42" in printed
+    assert executed.metadata["ftutils"] == {"config": "cpu-tiny", "parameters": {"N_ITEMS": 21},
+                                            "seconds": round(times["01_ok"], 1)}
+    table = (tiny_book / book.TIMES_FILE).read_text()
+    assert "| 01_ok | cpu-tiny N_ITEMS=21 |" in table
+
+    (tiny_book / "notebooks" / "03_broken.py").write_text(chapter_source(
+        "x = 1\n\n# %%\nraise ValueError(f'no such column: {N_ITEMS}')\n"))
+    with pytest.raises(book.ChapterFailed) as failure:
+        book.run(tiny_book, "cpu-tiny", ["03"], build_html=False)
+    message = str(failure.value)
+    # Cells of the source: markdown, parameters, `x = 1`, the raise -> cell 4 (papermill's cell not counted).
+    assert "chapter 03_broken failed in cell 4" in message
+    assert "ValueError: no such column: 3" in message
+
+
+def test_times_table_merges_rows_and_totals_per_config(tmp_path):
+    book.write_times(tmp_path, {("01_a", "cpu-tiny"): (10.0, "d", "m"), ("02_b", "cpu-tiny"): (5.0, "d", "m")})
+    book.write_times(tmp_path, {("01_a", "cpu-tiny"): (12.0, "d2", "m"), ("HTML build", "cpu-tiny"): (30.0, "d", "m")})
+    rows = book.read_times(tmp_path / book.TIMES_FILE)
+    assert rows[("01_a", "cpu-tiny")] == (12.0, "d2", "m")
+    assert len(rows) == 3
+    assert "Total for the chapters on `cpu-tiny`: 17 s" in (tmp_path / book.TIMES_FILE).read_text()
+
+
+# ------------------------------------------------------------------------------------------------
+# Colab notebooks
+
+
+def test_check_sync_detects_drift_missing_and_orphan_notebooks(tiny_book):
+    assert any("missing" in p for p in book.check_sync(tiny_book))
+    book.sync(tiny_book)
+    assert book.check_sync(tiny_book) == []
+
+    source = tiny_book / "notebooks" / "01_ok.py"
+    source.write_text(source.read_text().replace("N_ITEMS * 2", "N_ITEMS * 3"))
+    problems = book.check_sync(tiny_book)
+    assert len(problems) == 1 and "colab/01_ok.ipynb differs" in problems[0] and "cell 4" in problems[0]
+
+    book.sync(tiny_book)
+    (tiny_book / "colab" / "09_gone.ipynb").write_text(nbformat.writes(nbformat.v4.new_notebook()))
+    assert book.check_sync(tiny_book) == ["colab/09_gone.ipynb has no source in notebooks/: delete it."]
+
+
+def test_colab_notebook_starts_with_an_install_cell_from_the_config_url(tiny_book):
+    book.sync(tiny_book)
+    notebook = nbformat.read(tiny_book / "colab" / "01_ok.ipynb", as_version=4)
+    setup = notebook.cells[0]
+    assert setup.metadata["tags"] == [book.SETUP_TAG, "remove-cell"]
+    assert "git+https://github.com/example-owner/example-book@dev" in setup.source
+    assert '"google.colab" in sys.modules' in setup.source
+    assert notebook.metadata["kernelspec"]["name"] == "python3"
+    assert book.colab_url(tiny_book, "01_ok") == (
+        "https://colab.research.google.com/github/example-owner/example-book/blob/dev/colab/01_ok.ipynb")
+    # Outside Colab the cell does nothing: executing it must not try to install anything.
+    namespace: dict = {}
+    exec(compile(setup.source, "setup", "exec"), namespace)
+    assert "subprocess" not in namespace
+
+
+def test_sync_copies_outputs_only_from_a_matching_default_run(tiny_book):
+    book.run(tiny_book, "cpu-tiny", None, {"N_ITEMS": 5}, build_html=False)
+    book.sync(tiny_book)
+    outputs = [c.outputs for c in nbformat.read(tiny_book / "colab" / "01_ok.ipynb", as_version=4).cells
+               if c.cell_type == "code"]
+    assert all(not o for o in outputs)  # a run with -p overrides is not what a Colab reader will see
+
+    book.run(tiny_book, "cpu-tiny", None, {}, build_html=False)
+    book.sync(tiny_book)
+    colab_nb = nbformat.read(tiny_book / "colab" / "01_ok.ipynb", as_version=4)
+    printed = "".join(o.get("text", "") for c in colab_nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert "cpu-tiny 6" in printed
+    assert book.check_sync(tiny_book) == []
+
+
+def test_auto_config_switches_only_the_default_on_a_colab_gpu(monkeypatch):
+    assert colab.auto_config("cpu-tiny") in ("cpu-tiny", "gpu") if colab.on_colab() else True
+    monkeypatch.setitem(sys.modules, "google.colab", object())
+    monkeypatch.setattr(colab, "cuda_available", lambda: True)
+    monkeypatch.delenv(colab.KEEP_ENV, raising=False)
+    assert colab.auto_config("cpu-tiny") == "gpu"
+    assert colab.auto_config("gpu") == "gpu"
+    monkeypatch.setenv(colab.KEEP_ENV, "1")
+    assert colab.auto_config("cpu-tiny") == "cpu-tiny"
+    monkeypatch.delenv(colab.KEEP_ENV)
+    monkeypatch.setattr(colab, "cuda_available", lambda: False)
+    assert colab.auto_config("cpu-tiny") == "cpu-tiny"
+    monkeypatch.delitem(sys.modules, "google.colab")
+    monkeypatch.setattr(colab, "cuda_available", lambda: True)
+    assert colab.auto_config("cpu-tiny") == "cpu-tiny"
+
+
+# ------------------------------------------------------------------------------------------------
+# Building
+
+
+def test_build_refuses_a_toc_entry_without_a_file_and_says_how_to_make_it(tiny_book):
+    (tiny_book / "_toc.yml").write_text("format: jb-book\nroot: intro\nchapters:\n- file: executed/01_ok\n")
+    (tiny_book / "intro.md").write_text("# Intro\n")
+    with pytest.raises(book.BookError, match=r"executed/01_ok.*run --only 01"):
+        book.build(tiny_book)
+
+
+def test_cdn_mathjax_pages_finds_remote_scripts_only(tmp_path):
+    (tmp_path / "remote.html").write_text('<script defer src="https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js"></script>')
+    (tmp_path / "local.html").write_text('<script defer src="_static/mathjax/tex-chtml.js"></script>')
+    assert book.cdn_mathjax_pages(tmp_path) == [tmp_path / "remote.html"]
+
+
+def test_colab_badge_link_is_built_from_the_repository_url():
+    spec = importlib.util.spec_from_file_location("colab_badge", REPO / "book" / "_ext" / "colab_badge.py")
+    badge = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(badge)
+    assert badge.colab_link("https://github.com/o/r/", "main", "02_x") == (
+        "https://colab.research.google.com/github/o/r/blob/main/colab/02_x.ipynb")
+
+
+# ------------------------------------------------------------------------------------------------
+# The repository itself (what CI checks)
+
+
+def test_repository_colab_notebooks_are_in_sync_with_sources():
+    assert book.check_sync(REPO) == []
+
+
+def test_repository_toc_lists_every_chapter_and_only_existing_sources():
+    entries = book.toc_files(REPO)
+    chapters = {c.name for c in book.chapters(REPO)}
+    executed = {Path(e).name for e in entries if e.startswith("executed/")}
+    assert executed == chapters, "every notebooks/NN_name.py must appear in _toc.yml as executed/NN_name"
+    pages = [e for e in entries if not e.startswith("executed/")]
+    assert [p for p in pages if not (REPO / f"{p}.md").is_file()] == []
