@@ -1,0 +1,849 @@
+"""The book's training loop, built on 🤗 Accelerate: one code path for CPU, one GPU, multi-GPU and TPU.
+
+``train(model, train_dataset, eval_dataset, config=TrainingConfig(...))`` fine-tunes a Hugging Face model
+on a tokenised dataset (see :func:`ftutils.batching.tokenize_classification`) and returns a
+:class:`TrainResult` whose ``history`` :func:`ftutils.plotting.plot_learning_curves` draws.
+
+What it does each optimizer step, in this order (the order matters for regularizers and fp16):
+forward/backward over ``grad_accum_steps`` micro-batches (gradients synchronised across processes only
+on the last one) → unscale fp16 gradients → ``regularizer.before_step()`` → clip → ``optimizer.step()``
+→ ``regularizer.after_step(lr)`` → ``scheduler.step()`` → ``zero_grad(set_to_none=True)``.
+
+Why it is faster than a generic loop on a CPU: the data is tokenised once, each batch is padded only to
+its longest example and examples of similar length are batched together (few pad tokens), the loss is
+read back from the device only every ``logging_steps`` steps, and evaluation runs under
+:func:`torch.inference_mode` on length-sorted batches.
+
+Exact resume: with ``save_steps`` and ``output_dir`` set, checkpoints (:mod:`ftutils.checkpoint`) hold the
+weights, optimizer, scheduler and RNG states and the position in the epoch; ``resume=True`` continues
+from the latest one and ends with the same weights and metrics as an uninterrupted run (same seed).
+
+Distributed: ``accelerate launch --num_processes N script.py`` runs the same code; ``batch_size`` is per
+process, so the global batch is ``batch_size * N * grad_accum_steps``.
+
+Example:
+    >>> import datasets, transformers
+    >>> cfg = transformers.BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1,
+    ...                               num_attention_heads=2, intermediate_size=32, num_labels=2)
+    >>> model = transformers.BertForSequenceClassification(cfg)
+    >>> data = datasets.Dataset.from_dict({"input_ids": [[1, 5, 2], [1, 7, 8, 2]] * 8, "labels": [0, 1] * 8})
+    >>> result = train(model, data, data, config=TrainingConfig(epochs=2, batch_size=4, progress=False))
+    >>> sorted(result.final_metrics)
+    ['eval_accuracy', 'eval_loss']
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import math
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.std import tqdm  # not tqdm.auto: without ipywidgets it prints a warning with the venv's path
+
+from ftutils import checkpoint as ckpt
+from ftutils.batching import DynamicPaddingCollator, LengthGroupedBatchSampler
+
+__all__ = [
+    "TrainingConfig",
+    "TrainResult",
+    "train",
+    "evaluate",
+    "predict",
+    "build_param_groups",
+    "layer_depth",
+    "freeze_layers",
+    "unfreeze_layers",
+    "head_parameter_names",
+    "lr_lambda",
+]
+
+SCHEDULERS = ("linear", "cosine", "constant")
+EVAL_STRATEGIES = ("epoch", "steps", "no")
+SAVE_STRATEGIES = ("steps", "epoch", "no")
+# Parameter-name prefixes of freshly initialised task heads (as in ftutils.regularizers' default).
+HEAD_PREFIXES = ("classifier.", "score.", "qa_outputs.", "pre_classifier.")
+# ".layer.3." (BERT), ".layers.3." (Llama, Mistral), ".h.3." (GPT-2), ".block.3." (T5)
+_LAYER_RE = re.compile(r"(?:^|\.)(?:layer|layers|h|block|blocks)\.(\d+)\.")
+
+
+@dataclass
+class TrainingConfig:
+    """Every knob of :func:`train`. ``batch_size`` is per process; values are checked on creation.
+
+    ``warmup``: an int is a number of steps, a float in [0, 1) a fraction of all steps.
+    ``layer_decay`` < 1 gives layer-wise learning-rate decay: the top layer gets ``learning_rate``,
+    each layer below ``layer_decay`` times the one above, embeddings the smallest. The new head gets
+    ``learning_rate * head_lr_multiplier`` (discriminative learning rates).
+    ``eval_strategy``: "epoch", "steps" (every ``eval_steps``) or "no" (only at the end).
+    ``early_stopping_patience``: stop after that many evaluations without improving
+    ``metric_for_best`` (a key of the eval metrics, with or without the ``eval_`` prefix).
+
+    Example:
+        >>> TrainingConfig(epochs=3, layer_decay=0.8).layer_decay
+        0.8
+        >>> TrainingConfig(lr_scheduler="step")
+        Traceback (most recent call last):
+        ...
+        ValueError: lr_scheduler='step' is not allowed: expected one of linear, cosine, constant.
+    """
+
+    output_dir: str | None = None
+    epochs: int = 2
+    max_steps: int | None = None
+    batch_size: int = 32
+    eval_batch_size: int | None = None
+    learning_rate: float = 5e-5
+    weight_decay: float = 0.0
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    adam_eps: float = 1e-8
+    lr_scheduler: str = "linear"
+    warmup: float = 0.0
+    layer_decay: float = 1.0
+    head_lr_multiplier: float = 1.0
+    freeze_prefixes: tuple[str, ...] = ()
+    freeze_bottom_layers: int = 0
+    unfreeze_at_epoch: int | None = None
+    grad_accum_steps: int = 1
+    max_grad_norm: float | None = 1.0
+    mixed_precision: str = "no"
+    group_by_length: bool = True
+    eval_strategy: str = "epoch"
+    eval_steps: int | None = None
+    logging_steps: int = 10
+    save_strategy: str = "no"
+    save_steps: int | None = None
+    save_total_limit: int | None = 2
+    resume: bool = False
+    metric_for_best: str = "eval_loss"
+    greater_is_better: bool | None = None
+    early_stopping_patience: int | None = None
+    load_best_at_end: bool = False
+    seed: int = 0
+    progress: bool = True
+    compile: bool = False
+    cpu: bool = False
+
+    def __post_init__(self) -> None:
+        def positive_int(name: str, allow_none: bool = False) -> None:
+            value = getattr(self, name)
+            if value is None and allow_none:
+                return
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name}={value!r} is not allowed: expected a positive integer"
+                                 + (" or None." if allow_none else "."))
+
+        for name in ("epochs", "batch_size", "grad_accum_steps", "logging_steps"):
+            positive_int(name)
+        for name in ("max_steps", "eval_batch_size", "eval_steps", "save_steps", "early_stopping_patience",
+                     "save_total_limit"):
+            positive_int(name, allow_none=True)
+        if not 0 < self.learning_rate < 1:
+            raise ValueError(f"learning_rate={self.learning_rate!r} is not allowed: expected a float in (0, 1), e.g. 5e-5.")
+        if not 0 < self.layer_decay <= 1:
+            raise ValueError(f"layer_decay={self.layer_decay!r} is not allowed: expected a float in (0, 1], e.g. 0.9 (1 = off).")
+        if self.head_lr_multiplier <= 0:
+            raise ValueError(f"head_lr_multiplier={self.head_lr_multiplier!r} is not allowed: expected a positive number.")
+        if self.lr_scheduler not in SCHEDULERS:
+            raise ValueError(f"lr_scheduler={self.lr_scheduler!r} is not allowed: expected one of {', '.join(SCHEDULERS)}.")
+        if self.eval_strategy not in EVAL_STRATEGIES:
+            raise ValueError(f"eval_strategy={self.eval_strategy!r} is not allowed: expected one of {', '.join(EVAL_STRATEGIES)}.")
+        if self.save_strategy not in SAVE_STRATEGIES:
+            raise ValueError(f"save_strategy={self.save_strategy!r} is not allowed: expected one of {', '.join(SAVE_STRATEGIES)}.")
+        if self.mixed_precision not in ("no", "bf16", "fp16"):
+            raise ValueError(f"mixed_precision={self.mixed_precision!r} is not allowed: expected 'no', 'bf16' or 'fp16'.")
+        if self.eval_strategy == "steps" and self.eval_steps is None:
+            raise ValueError("eval_strategy='steps' needs eval_steps (e.g. eval_steps=50).")
+        if self.save_strategy == "steps" and self.save_steps is None:
+            raise ValueError("save_strategy='steps' needs save_steps (e.g. save_steps=100).")
+        if self.save_steps is not None and self.save_strategy == "no":
+            self.save_strategy = "steps"  # giving save_steps means saving
+        if self.save_strategy != "no" and not self.output_dir:
+            raise ValueError(f"save_strategy={self.save_strategy!r} needs output_dir (a folder for the checkpoints).")
+        if self.resume and not self.output_dir:
+            raise ValueError("resume=True needs output_dir, the folder holding the checkpoints to resume from.")
+        if isinstance(self.warmup, bool) or self.warmup < 0 or (isinstance(self.warmup, float) and self.warmup >= 1):
+            raise ValueError(f"warmup={self.warmup!r} is not allowed: expected a step count (int >= 0) or a fraction in [0, 1).")
+        self.adam_betas = tuple(self.adam_betas)
+        self.freeze_prefixes = tuple(self.freeze_prefixes)
+
+    @classmethod
+    def from_book_config(cls, book: Any, **overrides: Any) -> TrainingConfig:
+        """Take epochs, batch size, learning rate, precision and seed from a :class:`ftutils.config.BookConfig`.
+
+        Example:
+            >>> from ftutils.config import get_config
+            >>> TrainingConfig.from_book_config(get_config("cpu-tiny"), progress=False).batch_size
+            32
+        """
+        base = dict(epochs=book.epochs, batch_size=book.batch_size, learning_rate=book.learning_rate,
+                    mixed_precision=book.mixed_precision, seed=book.seed)
+        base.update(overrides)
+        return cls(**base)
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns. ``history`` is a list of dicts, one per log or evaluation."""
+
+    history: list[dict[str, float]]
+    final_metrics: dict[str, float]
+    best_metrics: dict[str, float] | None
+    checkpoint_dir: Path | None
+    global_step: int
+    train_runtime_s: float
+    train_samples_per_second: float
+    stopped_early: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Parameter groups, layer-wise LR decay, freezing
+
+
+def head_parameter_names(model: torch.nn.Module) -> list[str]:
+    """Names of the task head's parameters: ``model.ftutils_new_parameters`` if set, else by prefix."""
+    model = _unwrap(model)
+    names = [n for n, _ in model.named_parameters()]
+    new = getattr(model, "ftutils_new_parameters", None)
+    if new:
+        return [n for n in names if n in set(new)]
+    return [n for n in names if n.startswith(HEAD_PREFIXES)]
+
+
+def _num_layers(model: torch.nn.Module) -> int:
+    config = getattr(model, "config", None)
+    for attr in ("num_hidden_layers", "n_layer", "num_layers"):
+        value = getattr(config, attr, None)
+        if isinstance(value, int):
+            return value
+    found = [int(m.group(1)) for n, _ in model.named_parameters() if (m := _LAYER_RE.search(n))]
+    return max(found) + 1 if found else 0
+
+
+def layer_depth(name: str, num_layers: int) -> int:
+    """Depth of a parameter for layer-wise decay: 0 embeddings, i+1 for block i, num_layers+1 above.
+
+    Example:
+        >>> layer_depth("bert.embeddings.word_embeddings.weight", 6)
+        0
+        >>> layer_depth("bert.encoder.layer.2.attention.self.query.weight", 6)
+        3
+        >>> layer_depth("model.layers.0.mlp.up_proj.weight", 30), layer_depth("model.norm.weight", 30)
+        (1, 31)
+    """
+    match = _LAYER_RE.search(name)
+    if match:
+        return int(match.group(1)) + 1
+    if "embed" in name or name.startswith(("wte.", "wpe.")) or ".wte." in name or ".wpe." in name:
+        return 0
+    return num_layers + 1
+
+
+def build_param_groups(
+    model: torch.nn.Module,
+    *,
+    learning_rate: float,
+    weight_decay: float = 0.0,
+    layer_decay: float = 1.0,
+    head_lr_multiplier: float = 1.0,
+    head_names: Iterable[str] | None = None,
+) -> list[dict[str, Any]]:
+    """Optimizer parameter groups with layer-wise LR decay and a separate head learning rate.
+
+    A parameter at depth d (:func:`layer_depth`) gets ``learning_rate * layer_decay ** (L + 1 - d)``
+    (L = number of layers); head parameters get ``learning_rate * head_lr_multiplier``. Biases and
+    norm weights (1-D tensors) get no weight decay. Frozen parameters are included (their gradient is
+    ``None``, so the optimizer skips them) so that unfreezing later needs no new optimizer.
+    Each group carries ``names`` (for inspection) besides ``params``, ``lr`` and ``weight_decay``.
+
+    Example:
+        >>> import transformers
+        >>> cfg = transformers.BertConfig(hidden_size=8, num_hidden_layers=2, num_attention_heads=2,
+        ...                               intermediate_size=8, vocab_size=20, num_labels=2)
+        >>> groups = build_param_groups(transformers.BertForSequenceClassification(cfg),
+        ...                             learning_rate=1e-3, layer_decay=0.5, head_lr_multiplier=10)
+        >>> sorted({round(g["lr"], 6) for g in groups})
+        [0.000125, 0.00025, 0.0005, 0.001, 0.01]
+    """
+    model = _unwrap(model)
+    heads = set(head_parameter_names(model) if head_names is None else head_names)
+    num_layers = _num_layers(model)
+    groups: dict[tuple[float, float], dict[str, Any]] = {}
+    for name, param in model.named_parameters():
+        if name in heads:
+            lr = learning_rate * head_lr_multiplier
+        else:
+            lr = learning_rate * layer_decay ** (num_layers + 1 - layer_depth(name, num_layers))
+        wd = 0.0 if param.ndim < 2 else weight_decay
+        group = groups.setdefault((lr, wd), {"params": [], "names": [], "lr": lr, "weight_decay": wd})
+        group["params"].append(param)
+        group["names"].append(name)
+    return sorted(groups.values(), key=lambda g: (g["lr"], g["weight_decay"]))
+
+
+def freeze_layers(
+    model: torch.nn.Module, *, prefixes: Sequence[str] = (), bottom_layers: int = 0
+) -> list[str]:
+    """Freeze parameters whose name starts with one of ``prefixes`` and/or the embeddings plus the
+    ``bottom_layers`` lowest blocks. Returns the names now frozen.
+
+    Example:
+        >>> import transformers
+        >>> cfg = transformers.BertConfig(hidden_size=8, num_hidden_layers=2, num_attention_heads=2,
+        ...                               intermediate_size=8, vocab_size=20)
+        >>> m = transformers.BertForSequenceClassification(cfg)
+        >>> frozen = freeze_layers(m, bottom_layers=1)
+        >>> any("layer.0." in n for n in frozen), any("layer.1." in n for n in frozen)
+        (True, False)
+    """
+    model = _unwrap(model)
+    if bottom_layers < 0:
+        raise ValueError(f"bottom_layers={bottom_layers!r} is not allowed: expected an integer >= 0.")
+    num_layers = _num_layers(model)
+    if bottom_layers > num_layers:
+        raise ValueError(f"bottom_layers={bottom_layers} but the model has only {num_layers} layers.")
+    all_names = [n for n, _ in model.named_parameters()]
+    for prefix in prefixes:
+        if not any(n.startswith(prefix) for n in all_names):
+            raise ValueError(f"Freeze prefix {prefix!r} matches no parameter; names look like {all_names[:3]}.")
+    frozen = []
+    for name, param in model.named_parameters():
+        depth = layer_depth(name, num_layers)
+        if name.startswith(tuple(prefixes)) or (bottom_layers and depth <= bottom_layers):
+            param.requires_grad_(False)
+            frozen.append(name)
+    return frozen
+
+
+def unfreeze_layers(model: torch.nn.Module, prefixes: Sequence[str] | None = None) -> list[str]:
+    """Make parameters trainable again (all, or those starting with ``prefixes``); returns their names."""
+    model = _unwrap(model)
+    done = []
+    for name, param in model.named_parameters():
+        if not param.requires_grad and (prefixes is None or name.startswith(tuple(prefixes))):
+            param.requires_grad_(True)
+            done.append(name)
+    return done
+
+
+# ---------------------------------------------------------------------------------------------------
+# Learning-rate schedule
+
+
+def lr_lambda(kind: str, warmup_steps: int, total_steps: int) -> Callable[[int], float]:
+    """Multiplier of the base learning rate at a step: linear warmup, then linear/cosine decay to 0
+    or constant.
+
+    Example:
+        >>> f = lr_lambda("linear", 2, 10)
+        >>> [round(f(s), 3) for s in (0, 1, 2, 6, 10)]
+        [0.0, 0.5, 1.0, 0.5, 0.0]
+    """
+    if kind not in SCHEDULERS:
+        raise ValueError(f"lr_scheduler={kind!r} is not allowed: expected one of {', '.join(SCHEDULERS)}.")
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return step / max(1, warmup_steps)
+        if kind == "constant":
+            return 1.0
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        progress = min(1.0, progress)
+        if kind == "linear":
+            return 1.0 - progress
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+# ---------------------------------------------------------------------------------------------------
+# Data helpers
+
+
+class _Rows:
+    """A tokenised dataset held as Python lists, so building a batch never touches Arrow per step."""
+
+    def __init__(self, dataset: Any, what: str) -> None:
+        if hasattr(dataset, "column_names") and hasattr(dataset, "to_dict"):
+            self.columns = dataset.to_dict()
+        elif isinstance(dataset, Mapping):
+            self.columns = {k: list(v) for k, v in dataset.items()}
+        elif isinstance(dataset, Sequence) and dataset and isinstance(dataset[0], Mapping):
+            self.columns = {k: [row[k] for row in dataset] for k in dataset[0]}
+        else:
+            raise TypeError(
+                f"{what} is a {type(dataset).__name__}: expected a datasets.Dataset, a dict of columns or a "
+                "list of dicts, tokenised (see ftutils.batching.tokenize_classification)."
+            )
+        if "input_ids" not in self.columns:
+            raise KeyError(
+                f"{what} has no 'input_ids' column (it has {sorted(self.columns)}): tokenise it first with "
+                "ftutils.batching.tokenize_classification(dsd, tokenizer, max_length)."
+            )
+        if "label" in self.columns and "labels" not in self.columns:
+            self.columns["labels"] = self.columns.pop("label")
+        self.keys = [k for k, v in self.columns.items() if _is_model_input(k, v)]
+        self.lengths = [len(x) for x in self.columns["input_ids"]]
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def rows(self, indices: Iterable[int]) -> list[dict[str, Any]]:
+        return [{k: self.columns[k][i] for k in self.keys} for i in indices]
+
+    @property
+    def has_labels(self) -> bool:
+        return "labels" in self.keys
+
+
+def _is_model_input(key: str, values: list) -> bool:
+    return key in ("input_ids", "attention_mask", "token_type_ids", "labels", "position_ids",
+                   "start_positions", "end_positions") and len(values) > 0
+
+
+def _pad_token_id(model: torch.nn.Module, tokenizer: Any) -> int:
+    for source in (tokenizer, getattr(_unwrap(model), "config", None)):
+        value = getattr(source, "pad_token_id", None)
+        if value is not None:
+            return int(value)
+    return 0
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    while hasattr(model, "module") and isinstance(model.module, torch.nn.Module):
+        model = model.module
+    return getattr(model, "_orig_mod", model)  # torch.compile wrapper
+
+
+def _device_of(model: torch.nn.Module) -> torch.device:
+    try:
+        return next(model.parameters()).device
+    except StopIteration:
+        return torch.device("cpu")
+
+
+def _to_device(batch: Mapping[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Evaluation and prediction
+
+
+def default_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Accuracy of argmax predictions, ignoring label -100 (padding in token classification)."""
+    preds = logits.argmax(-1)
+    mask = labels != -100
+    return {"accuracy": float((preds[mask] == labels[mask]).mean()) if mask.any() else float("nan")}
+
+
+def _forward_all(
+    model: torch.nn.Module, data: _Rows, *, batch_size: int, collator: DynamicPaddingCollator,
+    accelerator: Any = None,
+) -> tuple[np.ndarray, np.ndarray | None, float | None]:
+    """Logits (and labels, mean loss) for every example, in dataset order, across processes."""
+    world = accelerator.num_processes if accelerator is not None else 1
+    rank = accelerator.process_index if accelerator is not None else 0
+    device = accelerator.device if accelerator is not None else _device_of(model)
+    # longest first, so padding is minimal and a memory error shows on the first batch
+    order = np.argsort(-np.asarray(data.lengths), kind="stable")
+    mine = order[rank::world]
+    was_training = model.training
+    model.eval()
+    logits_parts, label_parts, loss_sum, n_loss = [], [], torch.zeros((), device=device), 0
+    with torch.inference_mode():
+        for start in range(0, len(mine), batch_size):
+            idx = mine[start : start + batch_size]
+            batch = _to_device(collator(data.rows(idx)), device)
+            out = model(**batch)
+            if getattr(out, "loss", None) is not None:
+                loss_sum += out.loss.float() * len(idx)
+                n_loss += len(idx)
+            logits_parts.append(out.logits.float().cpu())
+            if "labels" in batch:
+                label_parts.append(batch["labels"].cpu())
+    model.train(was_training)
+    logits = _cat_ragged(logits_parts, pad=0.0)
+    labels = _cat_ragged(label_parts, pad=-100) if label_parts else None
+    indices = torch.as_tensor(mine, dtype=torch.long)
+    if world > 1:
+        logits, labels, indices, loss_sum, n_loss = _gather(accelerator, logits, labels, indices, loss_sum, n_loss)
+    back = torch.empty_like(indices)
+    back[indices] = torch.arange(len(indices))
+    logits = logits[back].numpy()
+    labels = labels[back].numpy() if labels is not None else None
+    loss = float(loss_sum.item() / n_loss) if n_loss else None
+    return logits, labels, loss
+
+
+def _cat_ragged(parts: list[torch.Tensor], pad: float) -> torch.Tensor:
+    if not parts:
+        return torch.empty(0)
+    if parts[0].ndim == 1 or all(p.shape[1:] == parts[0].shape[1:] for p in parts):
+        return torch.cat(parts)
+    longest = max(p.shape[1] for p in parts)
+    padded = []
+    for p in parts:
+        shape = (p.shape[0], longest) + tuple(p.shape[2:])
+        out = torch.full(shape, pad, dtype=p.dtype)
+        out[:, : p.shape[1]] = p
+        padded.append(out)
+    return torch.cat(padded)
+
+
+def _gather(accelerator: Any, logits, labels, indices, loss_sum, n_loss):
+    device = accelerator.device
+
+    def gather(t: torch.Tensor, pad: float) -> torch.Tensor:
+        t = t.to(device)
+        if t.ndim > 1:
+            t = accelerator.pad_across_processes(t, dim=1, pad_index=pad)
+        t = accelerator.pad_across_processes(t, dim=0, pad_index=pad)
+        return accelerator.gather(t).cpu()
+
+    all_idx = gather(indices, -1)
+    keep = all_idx >= 0
+    logits = gather(logits, 0.0)[keep]
+    labels = gather(labels, -100)[keep] if labels is not None else None
+    loss_sum = accelerator.reduce(loss_sum.reshape(1), reduction="sum")[0]
+    n = accelerator.reduce(torch.tensor([n_loss], device=device), reduction="sum")[0]
+    return logits, labels, all_idx[keep], loss_sum, int(n.item())
+
+
+def evaluate(
+    model: torch.nn.Module,
+    dataset: Any,
+    *,
+    batch_size: int = 64,
+    tokenizer: Any = None,
+    compute_metrics: Callable[[np.ndarray, np.ndarray], Mapping[str, float]] | None = None,
+    prefix: str = "eval_",
+    accelerator: Any = None,
+) -> dict[str, float]:
+    """Loss and metrics of ``model`` on a tokenised labelled dataset, keys prefixed with ``prefix``.
+
+    ``compute_metrics(logits, labels) -> dict`` gets numpy arrays in dataset order; the default is
+    accuracy (labels -100 ignored).
+
+    Example:
+        >>> import transformers
+        >>> cfg = transformers.BertConfig(vocab_size=20, hidden_size=8, num_hidden_layers=1,
+        ...                               num_attention_heads=2, intermediate_size=8)
+        >>> m = transformers.BertForSequenceClassification(cfg)
+        >>> sorted(evaluate(m, {"input_ids": [[1, 2], [3]], "labels": [0, 1]}))
+        ['eval_accuracy', 'eval_loss']
+    """
+    data = _Rows(dataset, "The evaluation dataset")
+    if not data.has_labels:
+        raise KeyError("The evaluation dataset has no 'labels'/'label' column; use predict() for unlabelled data.")
+    collator = DynamicPaddingCollator(_pad_token_id(model, tokenizer))
+    logits, labels, loss = _forward_all(model, data, batch_size=batch_size, collator=collator, accelerator=accelerator)
+    metrics = dict((compute_metrics or default_metrics)(logits, labels))
+    out = {f"{prefix}loss": loss} if loss is not None else {}
+    out.update({f"{prefix}{k}": float(v) for k, v in metrics.items()})
+    return out
+
+
+def predict(
+    model: torch.nn.Module, dataset: Any, *, batch_size: int = 64, tokenizer: Any = None, accelerator: Any = None
+) -> np.ndarray:
+    """Logits for every example of a tokenised dataset, in dataset order (labels are not needed).
+
+    Example:
+        >>> import transformers
+        >>> cfg = transformers.BertConfig(vocab_size=20, hidden_size=8, num_hidden_layers=1,
+        ...                               num_attention_heads=2, intermediate_size=8, num_labels=3)
+        >>> predict(transformers.BertForSequenceClassification(cfg), {"input_ids": [[1, 2], [3]]}).shape
+        (2, 3)
+    """
+    data = _Rows(dataset, "The prediction dataset")
+    data.keys = [k for k in data.keys if k != "labels"]
+    collator = DynamicPaddingCollator(_pad_token_id(model, tokenizer))
+    logits, _, _ = _forward_all(model, data, batch_size=batch_size, collator=collator, accelerator=accelerator)
+    return logits
+
+
+# ---------------------------------------------------------------------------------------------------
+# Training
+
+
+def _make_accelerator(config: TrainingConfig) -> Any:
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    kwargs = dict(mixed_precision=config.mixed_precision, cpu=config.cpu, step_scheduler_with_optimizer=False)
+    try:
+        return Accelerator(**kwargs)
+    except ValueError as exc:
+        # A notebook that trains twice with different precision: the state is a process-wide singleton.
+        if "already been initialized" not in str(exc):
+            raise
+        AcceleratorState._reset_state(reset_partial_state=False)
+        return Accelerator(**kwargs)
+
+
+def _clip(accelerator: Any, model: torch.nn.Module, max_norm: float) -> torch.Tensor:
+    from accelerate.utils import DistributedType
+
+    if accelerator.distributed_type == DistributedType.FSDP and hasattr(model, "clip_grad_norm_"):
+        return model.clip_grad_norm_(max_norm)
+    # gradients are already unscaled: accelerator.clip_grad_norm_ would unscale a second time (an error)
+    params = [p for p in model.parameters() if p.grad is not None]
+    return torch.nn.utils.clip_grad_norm_(params, max_norm)
+
+
+def _metric_key(config: TrainingConfig) -> tuple[str, bool]:
+    key = config.metric_for_best
+    key = key if key.startswith("eval_") else f"eval_{key}"
+    greater = config.greater_is_better
+    if greater is None:
+        greater = "loss" not in key
+    return key, greater
+
+
+def train(
+    model: torch.nn.Module,
+    train_dataset: Any,
+    eval_dataset: Any = None,
+    *,
+    config: TrainingConfig,
+    tokenizer: Any = None,
+    regularizer: Any = None,
+    compute_metrics: Callable[[np.ndarray, np.ndarray], Mapping[str, float]] | None = None,
+) -> TrainResult:
+    """Fine-tune ``model`` on a tokenised ``train_dataset``; see the module docstring and
+    :class:`TrainingConfig`. The model is trained in place (and returned weights are the final or,
+    with ``load_best_at_end``, the best ones).
+
+    ``regularizer``: an object with ``before_step()`` and ``after_step(lr)`` (see
+    :mod:`ftutils.regularizers`), called around each optimizer step.
+    """
+    if not isinstance(config, TrainingConfig):
+        raise TypeError(f"config is a {type(config).__name__}: expected a ftutils.trainer.TrainingConfig.")
+    from accelerate.utils import set_seed
+
+    started = time.perf_counter()
+    accelerator = _make_accelerator(config)
+    world, rank = accelerator.num_processes, accelerator.process_index
+    if world > 1 and config.unfreeze_at_epoch is not None:
+        raise ValueError(
+            "unfreeze_at_epoch is not supported with several processes (DDP fixes the trainable set when "
+            "it wraps the model). Run on one process, or freeze without unfreezing."
+        )
+    set_seed(config.seed)
+    data = _Rows(train_dataset, "The training dataset")
+    if not data.has_labels:
+        raise KeyError("The training dataset has no 'labels'/'label' column: a supervised loss needs labels.")
+    eval_data = _Rows(eval_dataset, "The evaluation dataset") if eval_dataset is not None else None
+    collator = DynamicPaddingCollator(_pad_token_id(model, tokenizer))
+    sampler = LengthGroupedBatchSampler(
+        data.lengths, config.batch_size, group_by_length=config.group_by_length, seed=config.seed,
+        num_replicas=world, rank=rank,
+    )
+    batches_per_epoch = len(sampler)
+    steps_per_epoch = math.ceil(batches_per_epoch / config.grad_accum_steps)
+    total_steps = config.max_steps or config.epochs * steps_per_epoch
+    n_epochs = math.ceil(total_steps / steps_per_epoch)
+    warmup_steps = int(config.warmup) if config.warmup >= 1 or config.warmup == 0 else int(config.warmup * total_steps)
+
+    if config.freeze_prefixes or config.freeze_bottom_layers:
+        freeze_layers(model, prefixes=config.freeze_prefixes, bottom_layers=config.freeze_bottom_layers)
+    groups = build_param_groups(
+        model, learning_rate=config.learning_rate, weight_decay=config.weight_decay,
+        layer_decay=config.layer_decay, head_lr_multiplier=config.head_lr_multiplier,
+    )
+    optimizer = torch.optim.AdamW(groups, lr=config.learning_rate, betas=config.adam_betas, eps=config.adam_eps)
+    schedule = lr_lambda(config.lr_scheduler, warmup_steps, total_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    if config.compile:
+        model = torch.compile(model)
+    device = accelerator.device
+    eval_bs = config.eval_batch_size or 2 * config.batch_size
+    metric_key, greater = _metric_key(config)
+
+    state: dict[str, Any] = {
+        "global_step": 0, "epoch": 0, "batches_done": 0, "history": [], "best": None,
+        "bad_evals": 0, "loss_sum": 0.0, "loss_n": 0, "samples_seen": 0,
+    }
+    best_weights: dict[str, torch.Tensor] | None = None
+    output_dir = Path(config.output_dir) if config.output_dir else None
+    if config.resume and output_dir is not None and ckpt.latest_checkpoint(output_dir) is not None:
+        loaded = ckpt.load_checkpoint(
+            output_dir, model=accelerator.unwrap_model(model), optimizer=optimizer, scheduler=scheduler, rank=rank
+        )
+        state.update({k: loaded[k] for k in state if k in loaded})
+        best_file = output_dir / "best-model.safetensors"
+        if config.load_best_at_end and best_file.is_file():
+            from safetensors.torch import load_file
+
+            best_weights = load_file(str(best_file))
+
+    def run_eval(record: bool = True) -> dict[str, float]:
+        metrics = evaluate(model, eval_data.columns, batch_size=eval_bs, tokenizer=tokenizer,
+                           compute_metrics=compute_metrics, accelerator=accelerator)
+        entry = {"step": state["global_step"], "epoch": round(epoch_float(), 4), **metrics}
+        if record:
+            state["history"].append(entry)
+        return entry
+
+    def epoch_float() -> float:
+        return state["epoch"] + state["batches_done"] / batches_per_epoch
+
+    def save() -> None:
+        trainer_state = {k: v for k, v in state.items()}
+        ckpt.save_checkpoint(output_dir, state["global_step"], model=model, optimizer=optimizer,
+                             scheduler=scheduler, trainer_state=trainer_state,
+                             keep_last=config.save_total_limit, accelerator=accelerator)
+
+    bar = tqdm(total=total_steps, initial=state["global_step"], desc="train", unit="step",
+               disable=not (config.progress and accelerator.is_main_process), file=sys.stderr,
+               dynamic_ncols=False, ncols=100)
+    running = torch.zeros((), device=device)  # loss summed on the device: no host sync per step
+    running_n = 0
+    if state["loss_n"]:
+        running += state["loss_sum"]
+        running_n = state["loss_n"]
+    last_log_time, last_log_samples = time.perf_counter(), state["samples_seen"]
+    stopped_early = False
+    postfix: dict[str, str] = {}
+    last_eval_step = state["history"][-1]["step"] if state["history"] and metric_key in state["history"][-1] else -1
+    model.train()
+
+    while state["global_step"] < total_steps and not stopped_early:
+        epoch = state["epoch"]
+        if config.unfreeze_at_epoch is not None and epoch >= config.unfreeze_at_epoch:
+            unfreeze_layers(model)
+        sampler.set_epoch(epoch)
+        batches = list(sampler)
+        i = state["batches_done"]
+        while i < len(batches) and state["global_step"] < total_steps:
+            group = batches[i : i + config.grad_accum_steps]
+            n_group = sum(len(b) for b in group)
+            for j, idx in enumerate(group):
+                batch = _to_device(collator(data.rows(idx)), device)
+                sync = j == len(group) - 1
+                with contextlib.nullcontext() if sync or world == 1 else accelerator.no_sync(model):
+                    loss = model(**batch).loss
+                    # weight by examples so a short last micro-batch counts as much as it contains
+                    accelerator.backward(loss * (len(idx) / n_group))
+                running += loss.detach().float() * len(idx)
+                running_n += len(idx)
+            if accelerator.scaler is not None:
+                accelerator.unscale_gradients()
+            if regularizer is not None:
+                regularizer.before_step()
+            grad_norm = _clip(accelerator, model, config.max_grad_norm) if config.max_grad_norm else None
+            optimizer.step()
+            lr_now = config.learning_rate * schedule(state["global_step"])
+            if regularizer is not None and not getattr(optimizer, "step_was_skipped", False):
+                regularizer.after_step(lr_now)
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+
+            i += len(group)
+            state["global_step"] += 1
+            state["batches_done"] = i
+            state["samples_seen"] += n_group * world
+            step = state["global_step"]
+            bar.update(1)
+            epoch_end = i >= len(batches)
+            if step % config.logging_steps == 0 or step == total_steps or epoch_end:
+                total = accelerator.reduce(running.reshape(1), reduction="sum")[0] if world > 1 else running
+                count = running_n * world
+                now = time.perf_counter()
+                entry = {"step": step, "epoch": round(epoch_float(), 4),
+                         "train_loss": float(total.item()) / count, "lr": lr_now,
+                         "samples_per_second": (state["samples_seen"] - last_log_samples) / max(now - last_log_time, 1e-9)}
+                if grad_norm is not None:
+                    entry["grad_norm"] = float(grad_norm)
+                state["history"].append(entry)
+                postfix["loss"] = f"{entry['train_loss']:.4f}"
+                bar.set_postfix(postfix, refresh=False)
+                running.zero_()
+                running_n = 0
+                last_log_time, last_log_samples = now, state["samples_seen"]
+            do_eval = eval_data is not None and (
+                (config.eval_strategy == "steps" and step % config.eval_steps == 0)
+                or (config.eval_strategy == "epoch" and epoch_end)
+            )
+            if do_eval:
+                entry = run_eval()
+                last_eval_step = step
+                postfix[metric_key] = f"{entry.get(metric_key, float('nan')):.4f}"
+                bar.set_postfix(postfix, refresh=False)
+                value = entry.get(metric_key)
+                if value is None:
+                    raise KeyError(f"metric_for_best={config.metric_for_best!r} is not among the eval metrics "
+                                   f"{sorted(entry)}; pass one of them.")
+                best = state["best"]
+                if best is None or (value > best[metric_key] if greater else value < best[metric_key]):
+                    state["best"] = entry
+                    state["bad_evals"] = 0
+                    if config.load_best_at_end:
+                        best_weights = {k: v.detach().cpu().clone() for k, v in accelerator.unwrap_model(model).state_dict().items()}
+                        if output_dir is not None and accelerator.is_main_process:
+                            _save_weights_atomic(best_weights, output_dir / "best-model.safetensors")
+                else:
+                    state["bad_evals"] += 1
+                    if config.early_stopping_patience and state["bad_evals"] >= config.early_stopping_patience:
+                        stopped_early = True
+            if epoch_end:
+                state["epoch"] += 1
+                state["batches_done"] = 0
+            should_save = (config.save_strategy == "steps" and step % config.save_steps == 0) or (
+                config.save_strategy == "epoch" and epoch_end)
+            if should_save or (config.save_strategy != "no" and (step == total_steps or stopped_early)):
+                state["loss_sum"], state["loss_n"] = float(running.item()), running_n
+                save()
+            if stopped_early:
+                break
+    bar.close()
+
+    if best_weights is not None:
+        accelerator.unwrap_model(model).load_state_dict(best_weights)
+    final_metrics: dict[str, float] = {}
+    if eval_data is not None:
+        reloaded = config.load_best_at_end and best_weights is not None
+        if last_eval_step == state["global_step"] and not reloaded:
+            final_metrics = {k: v for k, v in state["history"][-1].items() if k.startswith("eval_")}
+        else:  # the best weights' metrics are already in the history: do not log them twice
+            final_metrics = {k: v for k, v in run_eval(record=not reloaded).items() if k.startswith("eval_")}
+    runtime = time.perf_counter() - started
+    # give the caller back a plain model: drop the autocast wrapper Accelerate put on forward()
+    accelerator.unwrap_model(model, keep_fp32_wrapper=False)
+    checkpoint_dir = ckpt.latest_checkpoint(output_dir) if output_dir is not None else None
+    trained = [h for h in state["history"] if "samples_per_second" in h]
+    return TrainResult(
+        history=state["history"],
+        final_metrics=final_metrics,
+        best_metrics=state["best"],
+        checkpoint_dir=checkpoint_dir,
+        global_step=state["global_step"],
+        train_runtime_s=runtime,
+        train_samples_per_second=state["samples_seen"] / runtime if runtime > 0 else float("nan"),
+        stopped_early=stopped_early,
+        extra={"total_steps": total_steps, "num_processes": world, "warmup_steps": warmup_steps,
+               "log_entries": len(trained)},
+    )
+
+
+def _save_weights_atomic(weights: Mapping[str, torch.Tensor], path: Path) -> None:
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    # tied weights share storage; safetensors refuses shared tensors, so store independent copies
+    save_file({k: v.contiguous().clone() for k, v in weights.items()}, str(tmp))
+    os.replace(tmp, path)
