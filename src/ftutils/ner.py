@@ -1,0 +1,252 @@
+"""Named-entity recognition as token classification: word tags onto sub-word tokens and back.
+
+A NER dataset tags *words* (``tokens`` + ``ner_tags`` columns, BIO scheme), but a transformer sees
+*sub-word* tokens: "Lovelace" may become ``love ##lace``, and ``[CLS]``/``[SEP]`` belong to no word.
+Training needs one label per sub-word token, evaluation one prediction per word:
+
+* :func:`align_labels` gives each sub-word token a label. The convention here (as in the BERT paper
+  and the Hugging Face course): the **first** sub-word of a word gets the word's tag; the **other**
+  sub-words and the special tokens get ``-100``, which the cross-entropy loss ignores. With
+  ``label_all_subwords=True`` the other sub-words get the word's tag instead, with ``B-X`` turned into
+  ``I-X`` (the entity continues);
+* :func:`tokenize_ner` tokenises a whole ``DatasetDict`` once, keeping each token's word index;
+* :func:`word_predictions` reads the model's prediction for each word off its first sub-word (words cut
+  off by truncation are predicted ``O``, so they count against recall, as they should);
+* :class:`DictionaryTagger` is the cheap baseline: each training word's most frequent tag;
+* :func:`check_align_labels` auto-checks a reader's own alignment function (an exercise).
+
+Entity-level precision/recall/F1 per type is :func:`ftutils.metrics.span_f1`.
+
+Example:
+    >>> names = ["O", "B-PER", "I-PER"]
+    >>> # [CLS] ada love ##lace wrote [SEP]  -> word ids None 0 1 1 2 None
+    >>> align_labels([None, 0, 1, 1, 2, None], [1, 2, 0])
+    [-100, 1, 2, -100, 0, -100]
+    >>> align_labels([None, 0, 1, 1, 2, None], [1, 2, 0], label_all_subwords=True, label_names=names)
+    [-100, 1, 2, 2, 0, -100]
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "align_labels",
+    "tokenize_ner",
+    "word_predictions",
+    "DictionaryTagger",
+    "check_align_labels",
+]
+
+IGNORE = -100
+
+
+def _b_to_i(label_names: Sequence[str]) -> dict[int, int]:
+    """Map each ``B-X`` label id to the id of ``I-X`` (other ids map to themselves)."""
+    index = {name: i for i, name in enumerate(label_names)}
+    out = {}
+    for i, name in enumerate(label_names):
+        if name.startswith("B-") and f"I-{name[2:]}" in index:
+            out[i] = index[f"I-{name[2:]}"]
+        else:
+            out[i] = i
+    return out
+
+
+def align_labels(
+    word_ids: Sequence[int | None],
+    word_labels: Sequence[int],
+    *,
+    label_all_subwords: bool = False,
+    label_names: Sequence[str] | None = None,
+) -> list[int]:
+    """One label per sub-word token, from one label per word.
+
+    Args:
+        word_ids: for each token, the index of the word it came from, or ``None`` for special tokens
+            (what a fast tokenizer's ``encoding.word_ids()`` returns).
+        word_labels: the tag id of each word.
+        label_all_subwords: ``False`` (default): only the first sub-word of a word gets its tag, the
+            others ``-100``. ``True``: the others get the tag too, ``B-X`` changed to ``I-X``.
+        label_names: the tag names, needed with ``label_all_subwords=True`` to find ``I-X`` for ``B-X``.
+
+    Example:
+        >>> align_labels([None, 0, 0, 1, None], [3, 0])
+        [-100, 3, -100, 0, -100]
+    """
+    if label_all_subwords and label_names is None:
+        raise ValueError("label_all_subwords=True needs label_names (to turn B-X into I-X).")
+    b_to_i = _b_to_i(label_names) if label_all_subwords else {}
+    labels: list[int] = []
+    previous: int | None = None
+    for word in word_ids:
+        if word is None or word < 0:
+            labels.append(IGNORE)
+        elif word >= len(word_labels):
+            raise ValueError(f"word id {word} but only {len(word_labels)} word labels: the tokens and "
+                             "tags of this sentence do not match.")
+        elif word != previous:
+            labels.append(int(word_labels[word]))
+        else:
+            labels.append(b_to_i.get(int(word_labels[word]), int(word_labels[word])) if label_all_subwords
+                          else IGNORE)
+        previous = word if word is not None and word >= 0 else None
+    return labels
+
+
+def tokenize_ner(
+    dsd: Any,
+    tokenizer: Any,
+    max_length: int,
+    *,
+    tokens_column: str = "tokens",
+    tags_column: str = "ner_tags",
+    label_all_subwords: bool = False,
+) -> Any:
+    """Tokenise pre-split words (``is_split_into_words=True``), truncated, not padded, labels aligned.
+
+    Returns the same kind of object (``DatasetDict`` or ``Dataset``) with columns ``input_ids``,
+    ``attention_mask`` (``token_type_ids``), ``labels`` (aligned, see :func:`align_labels`),
+    ``word_ids`` (``-1`` for special tokens) and ``n_words``. Needs a *fast* tokenizer (for word ids).
+
+    Example:
+        >>> import datasets, ftutils.models  # doctest: +SKIP
+        >>> tok = ftutils.models.load("minilm", "base")[1]  # doctest: +SKIP
+        >>> ds = datasets.Dataset.from_dict({"tokens": [["Ada", "Lovelace"]], "ner_tags": [[1, 2]]})  # doctest: +SKIP
+        >>> tokenize_ner(ds, tok, 16)[0]["labels"]  # doctest: +SKIP
+        [-100, 1, 2, -100, -100]
+    """
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError("tokenize_ner needs a fast tokenizer (it reads word_ids()); load one with use_fast=True.")
+    label_names = None
+
+    def encode(batch: Mapping[str, list]) -> dict[str, list]:
+        enc = tokenizer(batch[tokens_column], is_split_into_words=True, truncation=True, max_length=max_length)
+        out = dict(enc)
+        out["labels"], out["word_ids"] = [], []
+        for i, tags in enumerate(batch[tags_column]):
+            ids = enc.word_ids(i)
+            out["labels"].append(align_labels(ids, tags, label_all_subwords=label_all_subwords,
+                                              label_names=label_names))
+            out["word_ids"].append([-1 if w is None else w for w in ids])
+        out["n_words"] = [len(t) for t in batch[tokens_column]]
+        return out
+
+    def one(split: Any) -> Any:
+        nonlocal label_names
+        for column in (tokens_column, tags_column):
+            if column not in split.column_names:
+                raise KeyError(f"No column {column!r} (columns: {split.column_names}); pass "
+                               "tokens_column=/tags_column=.")
+        feature = split.features[tags_column]
+        label_names = list(getattr(getattr(feature, "feature", feature), "names", []) or []) or None
+        return split.map(encode, batched=True, remove_columns=split.column_names)
+
+    if isinstance(dsd, Mapping):
+        import datasets
+
+        return datasets.DatasetDict({name: one(split) for name, split in dsd.items()})
+    return one(dsd)
+
+
+def word_predictions(logits: np.ndarray, word_ids: Sequence[Sequence[int]], n_words: Sequence[int],
+                     *, outside: int = 0) -> list[list[int]]:
+    """Per-word predicted tag ids: argmax at each word's first sub-word; truncated words get ``outside``.
+
+    ``logits`` is ``(sentences, tokens, tags)`` (padded rows are fine), ``word_ids`` per sentence as
+    stored by :func:`tokenize_ner` (``-1`` = special token).
+
+    Example:
+        >>> logits = np.zeros((1, 4, 3)); logits[0, 1, 1] = logits[0, 2, 2] = logits[0, 3, 0] = 1
+        >>> word_predictions(logits, [[-1, 0, 0, -1]], [2])
+        [[1, 0]]
+    """
+    predictions = []
+    for row, (ids, n) in enumerate(zip(word_ids, n_words)):
+        words = [outside] * int(n)
+        seen = set()
+        for position, word in enumerate(ids):
+            if word is None or word < 0 or word in seen:
+                continue
+            seen.add(word)
+            words[word] = int(np.argmax(logits[row, position]))
+        predictions.append(words)
+    return predictions
+
+
+class DictionaryTagger:
+    """The cheapest NER baseline: tag each word with its most frequent tag in the training data.
+
+    Words are matched case-insensitively; unseen words get ``O`` (id ``outside``). No context, no
+    model: it finds the entities it has seen before, and nothing else.
+
+    Example:
+        >>> tagger = DictionaryTagger().fit([["Paris", "is", "nice"], ["paris"]], [[1, 0, 0], [1]])
+        >>> tagger.predict([["PARIS", "rocks"]])
+        [[1, 0]]
+    """
+
+    def __init__(self, outside: int = 0) -> None:
+        self.outside = outside
+        self.table: dict[str, int] = {}
+
+    def fit(self, sentences: Sequence[Sequence[str]], tags: Sequence[Sequence[int]]) -> DictionaryTagger:
+        counts: dict[str, Counter] = defaultdict(Counter)
+        for words, labels in zip(sentences, tags):
+            if len(words) != len(labels):
+                raise ValueError(f"{len(words)} words but {len(labels)} tags in one sentence.")
+            for word, label in zip(words, labels):
+                counts[word.casefold()][int(label)] += 1
+        # ties broken by the smaller tag id (O = 0 first), so the result does not depend on order
+        self.table = {w: min(c, key=lambda t: (-c[t], t)) for w, c in counts.items()}
+        return self
+
+    def predict(self, sentences: Sequence[Sequence[str]]) -> list[list[int]]:
+        return [[self.table.get(w.casefold(), self.outside) for w in words] for words in sentences]
+
+
+def check_align_labels(fn: Callable[[Sequence[int | None], Sequence[int]], Any]) -> Any:
+    """Auto-check a reader's ``fn(word_ids, word_labels) -> labels`` against :func:`align_labels`.
+
+    The expected convention: first sub-word gets the word's tag, later sub-words and special tokens
+    ``-100``. Returns a :class:`ftutils.checks.Passed` message, or raises ``AssertionError`` with a hint.
+
+    Example:
+        >>> check_align_labels(align_labels)
+        Passed: your alignment matches on 4 hand-made sentences (special tokens, split words, truncation).
+    """
+    from ftutils.checks import Passed
+
+    cases = [
+        ([None, 0, 1, 1, 2, None], [1, 2, 0], "a word split into two sub-words"),
+        ([None, 0, 0, 0, None], [3], "one word split into three sub-words"),
+        ([None, 0, 1, 2, None], [0, 1, 0], "no split words"),
+        ([None, 0, 1, 1, None], [1, 2, 2, 0], "a sentence truncated after two words"),
+    ]
+    for word_ids, tags, what in cases:
+        expected = align_labels(word_ids, tags)
+        try:
+            got = fn(list(word_ids), list(tags))
+        except Exception as exc:  # noqa: BLE001 -- shown to the reader
+            raise AssertionError(f"Your function raised {type(exc).__name__}: {exc} on {what} "
+                                 f"(word_ids={word_ids}, tags={tags}). Hint: special tokens have word id None.") from None
+        got = [int(x) for x in got]
+        if len(got) != len(word_ids):
+            raise AssertionError(f"On {what} you returned {len(got)} labels for {len(word_ids)} tokens. "
+                                 "Hint: return one label per token, special tokens included.")
+        if got != expected:
+            hint = "give -100 to special tokens (word id None)."
+            if all(g == e for g, e, w in zip(got, expected, word_ids) if w is None):
+                subword = align_labels(word_ids, tags, label_all_subwords=True,
+                                       label_names=["O", "B-X", "I-X", "B-Y"])
+                hint = ("later sub-words of a word should get -100, not the word's tag." if got == subword
+                        or any(e == IGNORE and g != IGNORE for g, e in zip(got, expected))
+                        else "the first sub-word of each word gets that word's tag.")
+            raise AssertionError(f"On {what} (word_ids={word_ids}, tags={tags}) you returned {got}, "
+                                 f"expected {expected}. Hint: {hint}")
+    return Passed(f"Passed: your alignment matches on {len(cases)} hand-made sentences "
+                  "(special tokens, split words, truncation).")
