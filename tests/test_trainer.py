@@ -262,3 +262,68 @@ def test_real_regularizer_pulls_weights_toward_the_start():
         return float((model.state_dict()[name] - start[name]).norm())
 
     assert drift("l2sp", 50.0) < 0.8 * drift("none", 0.0)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Optimizer choice and experiment tracking (chapter 6)
+
+
+@pytest.mark.parametrize("name, lr", [("adamw", 3e-3), ("adafactor", 0.1)])
+def test_adaptive_optimizers_learn_the_toy_task(name, lr):
+    # (plain SGD does not learn this task from random weights in a few steps: no assertion for it here)
+    data, held_out = toy_data(128, seed=0), toy_data(48, seed=1)
+    model = tiny_bert()
+    cfg = TrainingConfig(epochs=4, batch_size=16, learning_rate=lr, optimizer=name, progress=False)
+    result = train(model, data, held_out, config=cfg)
+    assert result.final_metrics["eval_accuracy"] > 0.8, (name, result.final_metrics)
+
+
+def test_optimizer_choice_builds_the_named_optimizer_and_rejects_unknown_names():
+    model = tiny_bert()
+    groups = build_param_groups(model, learning_rate=1e-3, layer_decay=0.5)
+    for name, cls in [("adamw", torch.optim.AdamW), ("sgd", torch.optim.SGD), ("adafactor", torch.optim.Adafactor)]:
+        opt = tr.make_optimizer(groups, TrainingConfig(optimizer=name, learning_rate=1e-3))
+        assert type(opt) is cls
+        # the layer-wise learning rates survive into the optimizer
+        assert sorted({g["lr"] for g in opt.param_groups}) == sorted({g["lr"] for g in groups})
+    with pytest.raises(ValueError, match="optimizer='lion'.*adamw, sgd, adafactor"):
+        TrainingConfig(optimizer="lion")
+
+
+def test_sgd_and_adamw_take_different_steps():
+    data = toy_data(32)
+    out = {}
+    for name in ("adamw", "sgd"):
+        model = tiny_bert()
+        train(model, data, config=TrainingConfig(max_steps=2, batch_size=16, learning_rate=1e-3, optimizer=name,
+                                                 progress=False, eval_strategy="no"))
+        out[name] = weights(model)["classifier.weight"]
+    assert not torch.allclose(out["adamw"], out["sgd"])
+
+
+def test_tensorboard_logs_read_back_equal_the_history(tmp_path):
+    data, held_out = toy_data(64, seed=0), toy_data(24, seed=1)
+    cfg = TrainingConfig(epochs=2, batch_size=16, learning_rate=3e-3, logging_steps=2, progress=False,
+                         report_to="tensorboard", log_dir=str(tmp_path / "tb"))
+    result = train(tiny_bert(), data, held_out, config=cfg)
+    back = tr.read_tensorboard(tmp_path / "tb")
+    for key in ("train_loss", "lr", "eval_loss", "eval_accuracy"):
+        ours = [(h["step"], h[key]) for h in result.history if key in h]
+        theirs = [(h["step"], h[key]) for h in back if key in h]
+        assert [s for s, _ in theirs] == [s for s, _ in ours] and ours, key
+        assert [v for _, v in theirs] == pytest.approx([v for _, v in ours], rel=1e-6), key
+    with pytest.raises(FileNotFoundError, match="report_to='tensorboard'"):
+        tr.read_tensorboard(tmp_path / "empty")
+
+
+def test_tracking_options_are_checked():
+    with pytest.raises(ValueError, match="report_to='mlflow'"):
+        TrainingConfig(report_to="mlflow", log_dir="x")
+    with pytest.raises(ValueError, match="needs log_dir"):
+        TrainingConfig(report_to="tensorboard")
+    try:
+        import wandb  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match="WANDB_MODE=offline"):
+            train(tiny_bert(), toy_data(16), config=TrainingConfig(max_steps=1, batch_size=8, progress=False,
+                                                                   report_to="wandb", log_dir="/tmp/unused-wandb"))

@@ -66,9 +66,15 @@ __all__ = [
     "unfreeze_layers",
     "head_parameter_names",
     "lr_lambda",
+    "make_optimizer",
+    "read_tensorboard",
+    "OPTIMIZERS",
+    "TRACKERS",
 ]
 
 SCHEDULERS = ("linear", "cosine", "constant")
+OPTIMIZERS = ("adamw", "sgd", "adafactor")
+TRACKERS = ("none", "tensorboard", "wandb")
 EVAL_STRATEGIES = ("epoch", "steps", "no")
 SAVE_STRATEGIES = ("steps", "epoch", "no")
 # Parameter-name prefixes of freshly initialised task heads (as in ftutils.regularizers' default).
@@ -88,6 +94,11 @@ class TrainingConfig:
     ``eval_strategy``: "epoch", "steps" (every ``eval_steps``) or "no" (only at the end).
     ``early_stopping_patience``: stop after that many evaluations without improving
     ``metric_for_best`` (a key of the eval metrics, with or without the ``eval_`` prefix).
+    ``optimizer``: "adamw" (default), "sgd" (with ``momentum``; ``weight_decay`` is then a coupled L2
+    term) or "adafactor" (``torch.optim.Adafactor``: factored second moments, less optimizer memory).
+    ``report_to``: "none", "tensorboard" (event files under ``log_dir``, read back with
+    :func:`read_tensorboard`) or "wandb" (Weights & Biases; offline unless ``WANDB_MODE`` says
+    otherwise, files under ``log_dir``). Every history entry is logged as it is recorded.
 
     Example:
         >>> TrainingConfig(epochs=3, layer_decay=0.8).layer_decay
@@ -133,6 +144,10 @@ class TrainingConfig:
     progress: bool = True
     compile: bool = False
     cpu: bool = False
+    optimizer: str = "adamw"
+    momentum: float = 0.9
+    report_to: str = "none"
+    log_dir: str | None = None
 
     def __post_init__(self) -> None:
         def positive_int(name: str, allow_none: bool = False) -> None:
@@ -160,6 +175,14 @@ class TrainingConfig:
             raise ValueError(f"eval_strategy={self.eval_strategy!r} is not allowed: expected one of {', '.join(EVAL_STRATEGIES)}.")
         if self.save_strategy not in SAVE_STRATEGIES:
             raise ValueError(f"save_strategy={self.save_strategy!r} is not allowed: expected one of {', '.join(SAVE_STRATEGIES)}.")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer={self.optimizer!r} is not allowed: expected one of {', '.join(OPTIMIZERS)}.")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum={self.momentum!r} is not allowed: expected a float in [0, 1), e.g. 0.9.")
+        if self.report_to not in TRACKERS:
+            raise ValueError(f"report_to={self.report_to!r} is not allowed: expected one of {', '.join(TRACKERS)}.")
+        if self.report_to != "none" and not (self.log_dir or self.output_dir):
+            raise ValueError(f"report_to={self.report_to!r} needs log_dir (or output_dir) for its files.")
         if self.mixed_precision not in ("no", "bf16", "fp16"):
             raise ValueError(f"mixed_precision={self.mixed_precision!r} is not allowed: expected 'no', 'bf16' or 'fp16'.")
         if self.eval_strategy == "steps" and self.eval_steps is None:
@@ -663,7 +686,7 @@ def train(
         model, learning_rate=config.learning_rate, weight_decay=config.weight_decay,
         layer_decay=config.layer_decay, head_lr_multiplier=config.head_lr_multiplier,
     )
-    optimizer = torch.optim.AdamW(groups, lr=config.learning_rate, betas=config.adam_betas, eps=config.adam_eps)
+    optimizer = make_optimizer(groups, config)
     schedule = lr_lambda(config.lr_scheduler, warmup_steps, total_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     model, optimizer = accelerator.prepare(model, optimizer)
@@ -690,12 +713,19 @@ def train(
 
             best_weights = load_file(str(best_file))
 
+    tracker = _Tracker(config) if accelerator.is_main_process else None
+
+    def record_entry(entry: dict[str, float]) -> None:
+        state["history"].append(entry)
+        if tracker is not None:
+            tracker.log(entry)
+
     def run_eval(record: bool = True) -> dict[str, float]:
         metrics = evaluate(model, eval_data.columns, batch_size=eval_bs, tokenizer=tokenizer,
                            compute_metrics=compute_metrics, accelerator=accelerator)
         entry = {"step": state["global_step"], "epoch": round(epoch_float(), 4), **metrics}
         if record:
-            state["history"].append(entry)
+            record_entry(entry)
         return entry
 
     def epoch_float() -> float:
@@ -768,7 +798,7 @@ def train(
                          "samples_per_second": (state["samples_seen"] - last_log_samples) / max(now - last_log_time, 1e-9)}
                 if grad_norm is not None:
                     entry["grad_norm"] = float(grad_norm)
-                state["history"].append(entry)
+                record_entry(entry)
                 postfix["loss"] = f"{entry['train_loss']:.4f}"
                 bar.set_postfix(postfix, refresh=False)
                 running.zero_()
@@ -820,6 +850,8 @@ def train(
             final_metrics = {k: v for k, v in state["history"][-1].items() if k.startswith("eval_")}
         else:  # the best weights' metrics are already in the history: do not log them twice
             final_metrics = {k: v for k, v in run_eval(record=not reloaded).items() if k.startswith("eval_")}
+    if tracker is not None:
+        tracker.close()
     runtime = time.perf_counter() - started
     # give the caller back a plain model: drop the autocast wrapper Accelerate put on forward()
     accelerator.unwrap_model(model, keep_fp32_wrapper=False)
@@ -847,3 +879,107 @@ def _save_weights_atomic(weights: Mapping[str, torch.Tensor], path: Path) -> Non
     # tied weights share storage; safetensors refuses shared tensors, so store independent copies
     save_file({k: v.contiguous().clone() for k, v in weights.items()}, str(tmp))
     os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Optimizers and experiment tracking
+
+
+def make_optimizer(groups: list[dict[str, Any]], config: TrainingConfig) -> torch.optim.Optimizer:
+    """The optimizer ``config.optimizer`` names, over parameter groups from :func:`build_param_groups`.
+
+    Example:
+        >>> import torch
+        >>> layer = torch.nn.Linear(2, 2)
+        >>> groups = [{"params": list(layer.parameters()), "lr": 0.1, "weight_decay": 0.0}]
+        >>> type(make_optimizer(groups, TrainingConfig(optimizer="sgd"))).__name__
+        'SGD'
+    """
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=config.learning_rate, betas=config.adam_betas, eps=config.adam_eps)
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.learning_rate, momentum=config.momentum)
+    if config.optimizer == "adafactor":
+        if not hasattr(torch.optim, "Adafactor"):
+            raise RuntimeError("optimizer='adafactor' needs torch >= 2.5 (torch.optim.Adafactor); upgrade torch.")
+        return torch.optim.Adafactor(groups, lr=config.learning_rate)
+    raise ValueError(f"optimizer={config.optimizer!r} is not allowed: expected one of {', '.join(OPTIMIZERS)}.")
+
+
+def _tag(key: str) -> str:
+    return f"eval/{key[len('eval_'):]}" if key.startswith("eval_") else f"train/{key}"
+
+
+class _Tracker:
+    """Writes each history entry to TensorBoard event files or to Weights & Biases (offline by default)."""
+
+    def __init__(self, config: TrainingConfig) -> None:
+        self.kind = config.report_to
+        self.writer: Any = None
+        self.run: Any = None
+        log_dir = config.log_dir or (str(Path(config.output_dir) / "runs") if config.output_dir else None)
+        if self.kind == "tensorboard":
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(log_dir=log_dir)
+            hparams = {k: v for k, v in dataclasses.asdict(config).items() if isinstance(v, (int, float, str, bool))}
+            self.writer.add_text("config", "\n".join(f"    {k} = {v!r}" for k, v in sorted(hparams.items())))
+        elif self.kind == "wandb":
+            try:
+                import wandb
+            except ImportError as exc:
+                raise ImportError(
+                    "report_to='wandb' needs the wandb package (pip install wandb). Without an account, set "
+                    "WANDB_MODE=offline and sync later with `wandb sync`; or use report_to='tensorboard'."
+                ) from exc
+            os.environ.setdefault("WANDB_MODE", "offline")
+            Path(log_dir).mkdir(parents=True, exist_ok=True)
+            self.run = wandb.init(dir=log_dir, config=dataclasses.asdict(config), reinit=True)
+
+    def log(self, entry: Mapping[str, float]) -> None:
+        step = int(entry["step"])
+        is_eval = any(k.startswith("eval_") for k in entry)
+        skip = ("step", "epoch") if is_eval else ("step",)  # an eval entry's epoch is the train entry's
+        scalars = {k: float(v) for k, v in entry.items() if k not in skip and isinstance(v, (int, float))}
+        if self.writer is not None:
+            for key, value in scalars.items():
+                self.writer.add_scalar(_tag(key), value, step)
+        elif self.run is not None:
+            self.run.log({_tag(k): v for k, v in scalars.items()}, step=step)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        if self.run is not None:
+            self.run.finish()
+
+
+def read_tensorboard(log_dir: str | os.PathLike) -> list[dict[str, float]]:
+    """Read the scalars of TensorBoard event files back as a history (one dict per step and group).
+
+    The result has the layout of ``TrainResult.history`` (``"train_loss"``, ``"eval_accuracy"``, ...),
+    so :func:`ftutils.plotting.plot_learning_curves` draws it. Event files in sub-folders are included.
+
+    Example (a run with ``report_to="tensorboard"`` wrote ``log_dir``)::
+
+        history = read_tensorboard(log_dir)
+        plot_learning_curves(history, metric="accuracy")
+    """
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    folder = Path(log_dir)
+    files = sorted(folder.rglob("events.out.tfevents.*"))
+    if not files:
+        raise FileNotFoundError(f"No TensorBoard event files under {folder}: train with report_to='tensorboard', "
+                                f"log_dir='{folder}' first.")
+    rows: dict[tuple[int, str], dict[str, float]] = {}
+    for path in files:
+        acc = EventAccumulator(str(path), size_guidance={"scalars": 0})
+        acc.Reload()
+        for tag in acc.Tags().get("scalars", []):
+            group, _, name = tag.partition("/")
+            key = f"eval_{name}" if group == "eval" else name
+            for event in acc.Scalars(tag):
+                row = rows.setdefault((event.step, group), {"step": event.step})
+                row[key] = float(event.value)
+    return [rows[k] for k in sorted(rows, key=lambda k: (k[0], k[1] != "train"))]
