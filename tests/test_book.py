@@ -235,3 +235,16 @@ def test_repository_toc_lists_every_chapter_and_only_existing_sources():
     assert executed == chapters, "every notebooks/NN_name.py must appear in _toc.yml as executed/NN_name"
     pages = [e for e in entries if not e.startswith("executed/")]
     assert [p for p in pages if not (REPO / f"{p}.md").is_file()] == []
+
+
+def test_every_chapter_parameter_is_visible_to_papermill():
+    # papermill silently drops a parameter whose help comment it cannot parse (an "=" in the
+    # comment does it); `papermill --help-notebook` would then hide that knob from readers.
+    from papermill.translators import PythonTranslator
+
+    for chapter in book.chapters(REPO):
+        notebook = book.read_source(chapter)
+        cell = next(c for c in notebook.cells if "parameters" in c.metadata.get("tags", []))
+        seen = [p.name for p in PythonTranslator.inspect(cell)]
+        assert seen == book.parameter_names(notebook), chapter.name
+        assert seen[0] == "CONFIG", chapter.name

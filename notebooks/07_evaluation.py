@@ -1,0 +1,625 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# (ch-evaluation)=
+# # Evaluation, the learning curve, choosing a model, and what comes next
+#
+# The article this book grew from ends with questions: why transfer learning rather than training from
+# scratch; how to choose a pretrained model; how to evaluate a fine-tuned model and compare it with one
+# trained from scratch. This chapter answers them with measurements. It starts with the metrics of each
+# task family and how each can mislead, puts confidence intervals on test scores, and shows how much a
+# fine-tuning result moves when only the random seed changes. Then it runs the book's central
+# experiment under one fair protocol: test accuracy against the number of labelled training examples
+# for four methods (fine-tuning a pretrained encoder, the same architecture from random weights, a
+# linear probe on frozen pretrained features, and TF-IDF with logistic regression), with error bars
+# over seeds. It compares two pretrained models on quality *and* cost, and closes with the field's
+# current directions, including a privacy check: can a fine-tuned classifier's loss reveal which
+# examples it was trained on?
+
+# %% tags=["parameters"]
+CONFIG = "cpu-tiny"  # "cpu-tiny" (offline, CPU, minutes) or "gpu" (full data)
+SIZES = None  # training-set sizes of the learning curve; None: chosen for CONFIG (40, 120, 360 on cpu-tiny)
+N_SEEDS = None  # seeds per point of the learning curve; None takes the config's n_seeds
+VARIANCE_SEEDS = 5  # seeds of the fine-tuning runs at the smallest size (the seed-variance section)
+N_BOOTSTRAP = 1000  # resamples of the test set for each bootstrap interval
+
+# %%
+import time
+import warnings
+
+warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets: noise
+
+import datasets
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+import transformers
+from sklearn.linear_model import LogisticRegression
+
+from ftutils import baselines, batching, checks, colab, config, data, evaluation, metrics, models, trainer
+
+CONFIG = colab.auto_config(CONFIG)
+# The learning curve trains 2 x sizes x seeds models. On cpu-tiny that has to fit in a few minutes on two
+# CPU cores: short reviews (32 tokens), three small sizes drawn from a pool of 720, one epoch per run,
+# 200 test reviews. The gpu
+# configuration keeps its own lengths and epochs (at least `min_steps` steps), every review, larger sizes.
+CHAPTER_SIZES = {
+    "cpu-tiny": dict(n_train=720, n_eval=200, max_length=32, batch_size=16, learning_rate=2e-5, epochs=1,
+                     extra={"sizes": [40, 120, 360], "min_steps": 0, "n_validation": 200, "mi_members": 50,
+                            "choice_train": 120, "choice_test": None, "spam_train": 1500}),
+    "gpu": dict(extra={"sizes": [50, 200, 800, 2000, 8000], "min_steps": 50, "n_validation": 500,
+                       "mi_members": 500, "choice_train": 800, "choice_test": None, "spam_train": None}),
+}
+cfg = config.get_config(CONFIG, **CHAPTER_SIZES.get(CONFIG, {}))
+SIZES = cfg.extra["sizes"] if SIZES is None else SIZES
+N_SEEDS = cfg.n_seeds if N_SEEDS is None else N_SEEDS
+if not (isinstance(SIZES, list) and SIZES and all(isinstance(n, int) and n >= 16 for n in SIZES)):
+    raise ValueError(f"SIZES={SIZES!r} is not allowed: expected a list of integers >= 16, e.g. [40, 120, 360].")
+SIZES = sorted(set(SIZES))
+for name, value, least in (("N_SEEDS", N_SEEDS, 2), ("VARIANCE_SEEDS", VARIANCE_SEEDS, 2), ("N_BOOTSTRAP", N_BOOTSTRAP, 100)):
+    if not (isinstance(value, int) and not isinstance(value, bool) and value >= least):
+        raise ValueError(f"{name}={value!r} is not allowed: expected an integer >= {least} (or None where the comment says so).")
+if cfg.n_train is not None and SIZES[-1] > cfg.n_train:  # a larger size than the config's pool: grow the pool
+    cfg = config.get_config(CONFIG, **{**CHAPTER_SIZES.get(CONFIG, {}), "n_train": SIZES[-1]})
+device = "cuda" if torch.cuda.is_available() else "cpu"
+transformers.set_seed(cfg.seed)
+transformers.logging.set_verbosity_error()  # the "newly initialised head" report, once per run, is noise here
+datasets.disable_progress_bars()
+print(f"config {cfg.name}: {cfg.encoder}, sizes {SIZES}, {N_SEEDS} seeds, max {cfg.max_length} tokens, "
+      f"lr {cfg.learning_rate:g}, batch {cfg.batch_size}, device {device}")
+
+# %% [markdown]
+# (sec-metrics-mislead)=
+# ## Metrics for each task family, and when they mislead
+#
+# Every task family of this book has its standard metric, and each one hides something:
+#
+# | task family | metric (`ftutils.metrics`) | misleads when |
+# |---|---|---|
+# | classification | `accuracy` | classes are imbalanced: predicting the majority class scores its share |
+# | classification | `macro_f1` (mean of per-class F1) | classes are balanced and errors have unequal costs; it also hides *which* class fails (read the `confusion_matrix`) |
+# | token classification (NER) | `span_f1` (entity-level) | rare types vanish in the micro average (read `per_type`); token accuracy is almost meaningless, because most tokens are `O` |
+# | extractive QA | `squad` (exact match, token F1) | answers are long or have several valid spans: EM is harsh, F1 lenient |
+# | generation, translation | `bleu`, `chrf` | outputs are short (BLEU's n-gram statistics collapse), or paraphrases are valid; on a small test set every corpus metric is noisy |
+#
+# Two of these can be shown in seconds. First, the spam e-mails: about a third are spam, so a "filter"
+# that lets everything through is right on most messages.
+
+# %% tags=["nbval-check-output"]
+spam = data.load("spam_assassin", n_train=cfg.extra["spam_train"], seed=cfg.seed)
+spam_test_y = np.array(spam["test"]["label"])
+spam_majority = np.full_like(spam_test_y, np.bincount(spam["train"]["label"]).argmax())
+spam_tfidf = baselines.tfidf_logreg(spam["train"], spam["test"])
+spam_rows = [("always 'ham' (majority class)", spam_majority), ("TF-IDF + logistic regression", spam_tfidf["predictions"])]
+spam_table = pd.DataFrame(
+    [(name, metrics.accuracy(p, spam_test_y), metrics.macro_f1(p, spam_test_y, labels=[0, 1]),
+      float(((p == 1) & (spam_test_y == 1)).sum() / (spam_test_y == 1).sum()))
+     for name, p in spam_rows],
+    columns=["spam filter", "accuracy", "macro-F1", "spam caught (recall)"]).set_index("spam filter")
+print(f"{len(spam['train']):,} training e-mails; test: {len(spam_test_y)} e-mails, "
+      f"{spam_test_y.mean():.0%} spam")
+spam_table.round(3)
+
+# %% tags=["remove-cell"]
+# Claims: doing nothing scores a high accuracy (> 0.6) but catches no spam and has a macro-F1 below 0.5;
+# the real filter beats it on every column.
+assert spam_table.iloc[0]["accuracy"] > 0.6 and spam_table.iloc[0]["macro-F1"] < 0.5, spam_table
+assert spam_table.iloc[0]["spam caught (recall)"] == 0.0
+assert (spam_table.iloc[1] > spam_table.iloc[0]).all(), spam_table
+
+# %% [markdown]
+# Accuracy rewards the filter that does nothing with a respectable number; macro-F1 and the share of
+# spam caught expose it. The same trap, worse, in named-entity recognition: on the WNUT-16 tweets a
+# tagger that never finds an entity labels almost every *token* correctly.
+
+# %% tags=["nbval-check-output"]
+tweets = data.load("wnut16", seed=cfg.seed)["test"]
+tag_names = tweets.features["ner_tags"].feature.names
+gold = [[tag_names[t] for t in sentence] for sentence in tweets["ner_tags"]]
+nothing = [["O"] * len(sentence) for sentence in gold]
+lazy = metrics.span_f1(nothing, gold)
+print(f"{len(gold)} test tweets, {sum(map(len, gold)):,} tokens, {len(metrics.bio_spans(sum(gold, [])))} entities")
+print(f"tagger that always says 'O': token accuracy {lazy['accuracy']:.3f}, entity F1 {lazy['f1']:.3f}")
+
+# %% tags=["remove-cell"]
+assert lazy["accuracy"] > 0.85 and lazy["f1"] == 0.0, lazy
+
+# %% [markdown]
+# The rule: report the metric that matches the cost of mistakes, always next to a trivial baseline
+# (majority class, "no entity", copy the input), and look at per-class numbers.
+#
+# (sec-fair-protocol)=
+# ## A fair comparison protocol
+#
+# A claim "method A beats method B" is only as good as the comparison behind it. This chapter's protocol:
+#
+# 1. **Same split.** Every method trains on the *same* labelled reviews, chosen by
+#    `evaluation.stratified_subset(labels, n, seed)` (nested: a larger subset includes the smaller), and is
+#    scored on the same test reviews, which no choice ever looks at.
+# 2. **Same budget.** Both neural methods (pretrained and random init) use the same architecture,
+#    recipe, optimiser, learning rate, batch size and number of steps (`evaluation.epochs_for` gives
+#    small training sets enough epochs to make a minimum number of steps, where the config asks for one).
+# 3. **Tuned baselines.** The cheap baselines get their regularisation strength `C` chosen on a fixed
+#    validation split (`evaluation.fit_tuned_logreg`). The neural runs are *not* tuned per size (that
+#    would multiply the cost); this favours the baselines, so a lead of the pretrained model is, if
+#    anything, understated.
+# 4. **Several seeds.** Each point repeats over seeds; the seed picks the training subset, the head's
+#    initialisation and the batch order. We report the mean and the spread.
+#
+# The data: the same Rotten Tomatoes review snippets as chapters 2 to 4, tokenised once.
+
+# %% tags=["nbval-check-output"]
+reviews = data.load("rotten_tomatoes", n_train=cfg.n_train, n_validation=cfg.extra["n_validation"],
+                    n_test=cfg.n_eval, seed=cfg.seed)
+label_names = reviews["train"].features["label"].names
+train_y, val_y, test_y = (np.array(reviews[s]["label"]) for s in ("train", "validation", "test"))
+print(data.describe(reviews))
+
+# %%
+_, tokenizer = models.load(cfg.encoder, "sequence-classification", labels=label_names)
+tokenized = batching.tokenize_classification(reviews, tokenizer, cfg.max_length)
+majority_accuracy = float((test_y == np.bincount(train_y).argmax()).mean())
+print(f"majority-class test accuracy {majority_accuracy:.3f}")
+
+# %% [markdown]
+# The four methods, each a function of (training indices, seed) built by `ftutils.evaluation`:
+#
+# * **fine-tuned**: MiniLM with its pretrained weights and a new head on the *mean* of its token
+#   vectors (`evaluation.MeanPoolingClassifier`: this checkpoint was trained to produce sentence vectors
+#   by mean pooling, so its [CLS] vector, which `AutoModelForSequenceClassification` would classify,
+#   carries little), every weight trained. A short run from a random head barely moves a pretrained
+#   classifier, so we use *linear probing then fine-tuning* (LP-FT, {cite}`kumar2022finetuning`): the
+#   head starts as a logistic regression fitted on the training examples' frozen features
+#   (`evaluation.init_head_from_probe`), then every weight trains;
+# * **random init**: the same architecture with random weights, trained with the same recipe (LP-FT);
+# * **linear probe**: logistic regression on MiniLM's frozen mean-pooled vectors (chapter 2's feature
+#   extraction); the reviews are embedded once and reused for every size and seed;
+# * **TF-IDF**: word and word-pair frequencies with logistic regression.
+
+# %%
+def make_classifier(pretrained: bool):
+    """MiniLM (pretrained or random weights) with a mean-pooling classification head."""
+    encoder = models.load(cfg.encoder, "base", pretrained=pretrained)[0]
+    return evaluation.MeanPoolingClassifier(encoder, num_labels=len(label_names)).to(device)
+
+
+train_config = trainer.TrainingConfig.from_book_config(cfg, eval_strategy="no", progress=False, warmup=0.1)
+started = time.perf_counter()
+encoder, encoder_tokenizer = models.load(cfg.encoder, "base")
+encoder.to(device)
+features = {s: evaluation.mean_pooled_features(encoder, encoder_tokenizer, reviews[s]["text"], max_length=cfg.max_length)
+            for s in ("train", "validation", "test")}
+embed_seconds = time.perf_counter() - started
+n_embedded = sum(len(v) for v in features.values())
+print(f"embedded {n_embedded:,} reviews with the frozen encoder in {embed_seconds:.0f} s")
+
+methods = {
+    "fine-tuned": evaluation.finetune_method(make_classifier, tokenized["train"], tokenized["test"], config=train_config,
+                                             pretrained=True, min_steps=cfg.extra["min_steps"], tokenizer=tokenizer,
+                                             probe_init=True, n_members=cfg.extra["mi_members"]),
+    "random init": evaluation.finetune_method(make_classifier, tokenized["train"], tokenized["test"], config=train_config,
+                                              pretrained=False, min_steps=cfg.extra["min_steps"], tokenizer=tokenizer,
+                                              probe_init=True, n_members=cfg.extra["mi_members"]),
+    "linear probe": evaluation.probe_method(features["train"], train_y, features["validation"], val_y,
+                                            features["test"], test_y),
+    "TF-IDF": evaluation.tfidf_method(reviews["train"]["text"], train_y, reviews["validation"]["text"], val_y,
+                                      reviews["test"]["text"], test_y),
+}
+
+# %% [markdown]
+# `evaluation.run_learning_curve` runs every method at every size and seed through
+# `experiments.run_grid`, which stores each run's result on disk: rerunning the chapter (or changing
+# only the plot) reads them back instead of training again. On an empty cache this cell is the
+# chapter's expensive part.
+
+# %%
+started = time.perf_counter()
+curve = evaluation.run_learning_curve(methods, SIZES, list(range(N_SEEDS)), labels=train_y, config=cfg,
+                                      experiment="ch07-learning-curve", progress=False)
+curve_seconds = time.perf_counter() - started
+print(f"{len(curve)} runs ({int(curve['cached'].sum())} from the cache) in {curve_seconds:.0f} s")
+curve[["method", "n", "seed", "accuracy", "macro_f1", "seconds"]].round(3).head(len(SIZES) * N_SEEDS)
+
+# %% [markdown]
+# (sec-bootstrap)=
+# ## Confidence intervals on a test score
+#
+# A test accuracy is an average over a finite sample of test reviews; another sample of the same size
+# would give a different number. The **bootstrap** {cite}`efron1979bootstrap` estimates how different: resample the test set with
+# replacement many times, recompute the metric on each resample, and take the central 95 % of the
+# values. Here are the intervals for every method at the largest training size (first seed):
+
+# %% tags=["nbval-check-output"]
+largest = curve[(curve["n"] == SIZES[-1]) & (curve["seed"] == 0)].set_index("method")
+intervals = {name: evaluation.bootstrap_ci(metrics.accuracy, np.array(row["test_predictions"]), test_y,
+                                           n_resamples=N_BOOTSTRAP, seed=0)
+             for name, row in largest.iterrows()}
+ci_table = pd.DataFrame({name: {"accuracy": r.estimate, "95% CI low": r.low, "95% CI high": r.high,
+                                "CI width": r.high - r.low} for name, r in intervals.items()}).T
+print(f"n = {SIZES[-1]} training reviews, seed 0; {len(test_y)} test reviews, {N_BOOTSTRAP} bootstrap resamples")
+ci_table.round(3)
+
+# %% [markdown]
+# With a few hundred test reviews an interval is several points wide (roughly
+# $\pm 1.96\sqrt{p(1-p)/n_\text{test}}$), so differences of a point or two between methods mean
+# nothing on their own. Two models scored on the *same* reviews can be compared more sharply with the
+# **paired** bootstrap, which resamples the same indices for both: what they share (easy and hard
+# reviews) cancels.
+
+# %% tags=["nbval-check-output"]
+pairs = [("fine-tuned", "TF-IDF"), ("fine-tuned", "linear probe"), ("fine-tuned", "random init")]
+paired = pd.DataFrame({
+    f"{a} - {b}": evaluation.paired_bootstrap(metrics.accuracy, np.array(largest.loc[a, "test_predictions"]),
+                                              np.array(largest.loc[b, "test_predictions"]), test_y,
+                                              n_resamples=N_BOOTSTRAP, seed=0)
+    for a, b in pairs}).T
+paired.round(3)
+
+# %% tags=["remove-cell"]
+# Claims: every interval contains its estimate and is wider than 2 points with this test set; the paired
+# interval of fine-tuned - random init lies above 0.
+assert all(r.low <= r.estimate <= r.high and r.high - r.low > 0.02 for r in intervals.values())
+assert paired.loc["fine-tuned - random init", "low"] > 0, paired
+
+# %% [markdown]
+# (sec-seed-variance)=
+# ## Variance over seeds
+#
+# The bootstrap answers "how much would the score move with other test reviews?". A second, often
+# larger, source of variation is the training run itself: fine-tuning a pretrained model on little data
+# is known to be unstable {cite}`mosbach2021stability`, {cite}`dodge2020finetuning`. Here is the
+# fine-tuned model at the smallest size with `VARIANCE_SEEDS` seeds (the first `N_SEEDS` come from the
+# cache of the learning curve). Each seed draws its own training subset, head and batch order.
+
+# %%
+variance_runs = evaluation.run_learning_curve({"fine-tuned": methods["fine-tuned"]}, [SIZES[0]],
+                                              list(range(VARIANCE_SEEDS)), labels=train_y, config=cfg,
+                                              experiment="ch07-learning-curve", progress=False)
+variance_runs[["n", "seed", "accuracy", "macro_f1", "steps", "cached"]].round(3)
+
+# %% tags=["nbval-check-output"]
+spread = evaluation.seed_summary(variance_runs, "n", "accuracy").iloc[0]
+seed0_ci = evaluation.bootstrap_ci(metrics.accuracy, np.array(variance_runs.iloc[0]["test_predictions"]), test_y,
+                                   n_resamples=N_BOOTSTRAP, seed=0)
+print(f"fine-tuned on {SIZES[0]} reviews, {int(spread['n'])} seeds: accuracy {spread['mean']:.3f} ± {spread['std']:.3f} (std), "
+      f"from {spread['min']:.3f} to {spread['max']:.3f}")
+print(f"range over seeds {spread['range']:.3f}; 95% t-interval of the mean {spread['ci_low']:.3f}-{spread['ci_high']:.3f}")
+print(f"for comparison, seed 0's bootstrap interval over test reviews is {seed0_ci.high - seed0_ci.low:.3f} wide")
+
+# %%
+fig, ax = plt.subplots(figsize=(5.2, 2.6))
+ax.scatter(variance_runs["accuracy"], np.zeros(len(variance_runs)), s=60, alpha=0.7, label="one seed")
+ax.errorbar([seed0_ci.estimate], [0.3], xerr=[[seed0_ci.estimate - seed0_ci.low], [seed0_ci.high - seed0_ci.estimate]],
+            fmt="s", color="C1", capsize=4, label="seed 0 with its 95% bootstrap CI")
+ax.axvline(majority_accuracy, color="grey", linestyle="--", linewidth=1, label="majority class")
+ax.set_yticks([])
+ax.set_ylim(-0.5, 0.8)
+ax.set_xlabel("test accuracy (fraction)")
+ax.set_title(f"Fine-tuned MiniLM, {SIZES[0]} training reviews, {len(variance_runs)} seeds")
+ax.legend(fontsize=7, loc="upper left")
+fig.tight_layout()
+plt.show()
+
+# %% tags=["remove-cell"]
+# Claim: at the smallest size, the seeds spread over more than 2 points of accuracy.
+assert spread["range"] > 0.02, spread
+
+# %% [markdown]
+# A single fine-tuning run on a small training set is one draw from this spread. Reporting it alone
+# (or, worse, the best of several seeds) says little; report the mean and standard deviation over at
+# least three seeds, and compare methods seed by seed when they share seeds
+# (`experiments.paired_difference`, chapter 3).
+#
+# (sec-learning-curve)=
+# ## The learning curve: what pretraining is worth, in labelled examples
+#
+# The book's central result. For each method and training-set size, the mean test accuracy over seeds,
+# with error bars of one standard deviation:
+
+# %% tags=["nbval-check-output"]
+summary = evaluation.curve_summary(curve, "accuracy")
+print(f"test accuracy (mean ± std over {N_SEEDS} seeds) on {len(test_y)} test reviews, config {cfg.name}")
+curve_table = pd.DataFrame({m: [f"{summary.loc[(m, n), 'mean']:.3f} ± {summary.loc[(m, n), 'std']:.3f}" for n in SIZES]
+                            for m in methods}, index=pd.Index(SIZES, name="training reviews"))
+curve_table
+
+# %% [markdown]
+# (fig-learning-curve)=
+# **The learning curve** (next figure): mean test accuracy against the number of labelled training
+# reviews, log scale, error bars one standard deviation over seeds; the dashed line is the majority class.
+
+# %%
+fig = evaluation.plot_learning_curve(summary, title="Test accuracy against labelled training examples (Rotten Tomatoes)",
+                                     chance=majority_accuracy)
+plt.show()
+
+# %% tags=["nbval-check-output"]
+for n in SIZES:
+    need = evaluation.examples_to_match(summary, "random init", "fine-tuned", n)
+    tfidf_need = evaluation.examples_to_match(summary, "TF-IDF", "fine-tuned", n)
+    say = lambda k: f"{k:,} examples" if k is not None else f"more than {SIZES[-1]:,} (not reached)"
+    print(f"to match fine-tuning on {n:>5,} examples: random init needs {say(need)}; TF-IDF needs {say(tfidf_need)}")
+
+# %% tags=["remove-cell"]
+# Claims in the text below: fine-tuning beats random init at every size; at the smallest size both
+# methods on pretrained weights are above the majority class and above TF-IDF and random init.
+m = summary["mean"]
+assert all(m[("fine-tuned", n)] > m[("random init", n)] for n in SIZES), m
+small = {k: m[(k, SIZES[0])] for k in methods}
+assert min(small["fine-tuned"], small["linear probe"]) > majority_accuracy + 0.02, small
+assert min(small["fine-tuned"], small["linear probe"]) > max(small["TF-IDF"], small["random init"]), small
+
+# %% [markdown]
+# Read the figure from left to right. With the fewest labelled reviews only the two methods built on
+# pretrained weights (fine-tuning and the probe) are above the majority class and ahead of the others;
+# TF-IDF and the randomly initialised transformer have too few examples to learn which words matter,
+# let alone English. At every size the fine-tuned model is ahead of the same architecture trained from
+# random weights. "How many labelled examples does pretraining save?" is answered by the printed
+# lines: for each size, the smallest measured training set on which random init (or TF-IDF) matches
+# the fine-tuned model, or "not reached" when no size we ran gets there, on this task and budget; we
+# do not extrapolate beyond the largest size. The linear probe shows how much of the benefit is in the frozen
+# features alone; the difference between it and fine-tuning is what adapting the weights adds, or costs,
+# on such short runs (chapter 2 compares the two). The `gpu` configuration extends the curve to
+# thousands of reviews; rerun it there to see how far the cheaper methods climb.
+#
+# (sec-choosing-a-model)=
+# ## Choosing a pretrained model: quality beside cost
+#
+# Which pretrained model should a reader with the Hugging Face hub pick? Bigger is not automatically
+# better for a given task and budget. We compare the book's two models on the same classification task:
+# MiniLM, a 22.7M-parameter encoder distilled for sentence embeddings {cite}`wang2020minilm`,
+# {cite}`reimers2019sbert`, and SmolLM2-135M, a 135M-parameter instruction-tuned decoder
+# {cite}`allal2025smollm2`, plus MiniLM's architecture with random weights. Each is used as a frozen
+# feature extractor with a linear probe (fine-tuning SmolLM2 is out of a CPU's budget), on the same
+# training and test reviews, and we time the forward pass per review.
+
+# %%
+choice_idx = evaluation.stratified_subset(train_y, cfg.extra["choice_train"], seed=0)
+n_choice_test = cfg.extra["choice_test"] or len(test_y)
+choice_texts = [reviews["train"]["text"][i] for i in choice_idx] + reviews["test"]["text"][:n_choice_test]
+choice_y = np.concatenate([train_y[choice_idx], test_y[:n_choice_test]])
+candidates = {"MiniLM (pretrained)": (cfg.encoder, True), "MiniLM (random init)": (cfg.encoder, False),
+              "SmolLM2-135M (pretrained)": (cfg.decoder, True)}
+choice_rows = []
+for name, (model_name, pretrained) in candidates.items():
+    transformers.set_seed(cfg.seed)
+    model, tok = models.load(model_name, "base", pretrained=pretrained)
+    model.to(device)
+    vectors = []
+    per_review = evaluation.seconds_per_example(
+        lambda: vectors.append(evaluation.mean_pooled_features(model, tok, choice_texts, max_length=cfg.max_length)),
+        len(choice_texts))
+    x = vectors[0]
+    k = len(choice_idx)
+    pred = LogisticRegression(C=0.1, max_iter=2000).fit(x[:k], choice_y[:k]).predict(x[k:])
+    choice_rows.append((name, sum(p.numel() for p in model.parameters()) / 1e6, 1000 * per_review,
+                        metrics.accuracy(pred, choice_y[k:]), x.shape[1]))
+    del model
+choice = pd.DataFrame(choice_rows, columns=["model", "parameters (M)", "ms per review (forward)",
+                                            "probe test accuracy", "vector size"]).set_index("model")
+print(f"linear probe (C=0.1) on {len(choice_idx)} training reviews, scored on {n_choice_test} test reviews; "
+      f"max {cfg.max_length} tokens, device {device}")
+choice.round(3)
+
+# %% tags=["nbval-check-output"]
+mini_acc, smol_acc = choice.loc["MiniLM (pretrained)", "probe test accuracy"], choice.loc["SmolLM2-135M (pretrained)", "probe test accuracy"]
+half_width = 1.96 * np.sqrt(mini_acc * (1 - mini_acc) / n_choice_test)
+cost_ratio = choice.loc["SmolLM2-135M (pretrained)", "ms per review (forward)"] / choice.loc["MiniLM (pretrained)", "ms per review (forward)"]
+if abs(smol_acc - mini_acc) <= half_width:
+    verdict = f"the two probes are within the ±{half_width:.3f} interval of each other: MiniLM gives the same quality"
+elif mini_acc > smol_acc:
+    verdict = f"MiniLM's probe is {mini_acc - smol_acc:.3f} more accurate (interval ±{half_width:.3f})"
+else:
+    verdict = f"SmolLM2's probe is {smol_acc - mini_acc:.3f} more accurate (interval ±{half_width:.3f})"
+print(f"{verdict}; SmolLM2 costs {cost_ratio:.1f}x MiniLM's time per review")
+
+# %% [markdown]
+# (tab-choose-model)=
+# The fine-tuned MiniLM from the learning curve adds the quality of adapting every weight, at a
+# training cost measured in the same runs:
+
+# %% tags=["nbval-check-output"]
+ft_mid = curve[(curve["method"] == "fine-tuned")]
+per_example_train = (ft_mid["train_seconds"] / (ft_mid["n"] * ft_mid["epochs"])).median()
+print(f"fine-tuning MiniLM: median {1000 * per_example_train:.0f} ms per training review and epoch "
+      f"(forward + backward + update), device {device}")
+mid = SIZES[len(SIZES) // 2]
+print(f"fine-tuned MiniLM on {mid} reviews: test accuracy {summary.loc[('fine-tuned', mid), 'mean']:.3f} "
+      f"(mean of {N_SEEDS} seeds, full test set)")
+
+# %% tags=["remove-cell"]
+# Claims: SmolLM2 has > 5x the parameters of MiniLM and costs more time per review; pretrained MiniLM
+# features beat random-init features clearly.
+mini, rand, smol = (choice.loc[n] for n in candidates)
+assert smol["parameters (M)"] > 5 * mini["parameters (M)"], choice
+assert smol["ms per review (forward)"] > mini["ms per review (forward)"], choice
+assert mini["probe test accuracy"] > rand["probe test accuracy"] + 0.03, choice
+
+# %% [markdown]
+# SmolLM2 has six times the parameters of MiniLM and costs more per review; the verdict printed above
+# weighs its probe accuracy against MiniLM's, with the bootstrap interval deciding whether a difference
+# is real. MiniLM was trained precisely to produce sentence vectors; SmolLM2 to continue and answer text.
+# Pretrained MiniLM's features beat its random-weight twin's clearly. The practical rules, for a reader
+# with the hub:
+#
+# * **Understanding tasks** (classification, NER, extractive QA): start with an encoder of the BERT
+#   family {cite}`devlin2019bert` of a size your budget can fine-tune several times (seeds, a learning-rate
+#   sweep): MiniLM or DistilBERT-size on a CPU, BERT-base or DeBERTa-v3-base on a GPU. Bidirectional
+#   attention sees the whole sentence at every token.
+# * **Generation tasks** (translation, summarisation, dialogue): a decoder of the GPT family
+#   {cite}`radford2019gpt2` (or an encoder-decoder such as T5); chapter 5 fine-tunes SmolLM2 for one.
+# * **Match the pretraining data** to yours (language, domain: tweets, biomedical, code), and prefer a
+#   model that was already tuned for a related objective (sentence similarity, instructions).
+# * **Measure cost beside quality**, as in the table: parameters, time per example, memory. A model
+#   you can afford to run three times with three seeds beats one you can run once.
+# * Decide with a learning curve on *your* data: a few hundred labelled examples and an afternoon tell
+#   you more than any leaderboard.
+#
+# (sec-trends)=
+# ## Trends and challenges
+#
+# **Parameter-efficient fine-tuning.** Instead of updating every weight, train a small number of new
+# ones: adapters {cite}`houlsby2019adapters` or low-rank updates (LoRA {cite}`hu2022lora`). One base
+# model then serves many tasks, each a few megabytes; chapter 5 ({ref}`ch-applications`) applies LoRA.
+#
+# **Instruction tuning.** Fine-tuning on many tasks phrased as instructions {cite}`wei2022flan` turns a
+# pretrained language model into one that follows new instructions without task-specific training;
+# SmolLM2-Instruct, the decoder of this book, is such a model. Its chat template is part of the
+# tokenizer:
+
+# %% tags=["nbval-check-output"]
+_, smol_tokenizer = models.load(cfg.decoder, "causal-lm")
+prompt = smol_tokenizer.apply_chat_template(
+    [{"role": "user", "content": "Is this review positive or negative? 'A warm, funny film.'"}],
+    tokenize=False, add_generation_prompt=True)
+print(prompt)
+
+# %% [markdown]
+# **Cross-modal transfer.** The recipe of this book (pretrain on much unlabelled data, fine-tune on a
+# little labelled data) carries over to images, audio and their combinations: CLIP {cite}`radford2021clip`
+# learns a shared text-image space from captions and transfers to image classification without labels.
+#
+# (sec-membership-inference)=
+# **Privacy: what a fine-tuned model memorises.** A model that fits its training examples better than
+# unseen ones leaks which examples it was trained on: the *membership inference* attack
+# {cite}`shokri2017membership` guesses "member" when the loss on an example is low. Its AUC is 0.5 when
+# the loss says nothing and 1.0 when it reveals membership perfectly. Every fine-tuning run of the
+# learning curve measured it, on some of its training reviews against as many test reviews:
+
+# %% tags=["nbval-check-output"]
+neural = curve[curve["method"].isin(["fine-tuned", "random init"])]
+mi = (neural.groupby(["method", "n"], sort=False)
+      .agg(epochs=("epochs", "first"), member_loss=("member_loss", "mean"), nonmember_loss=("nonmember_loss", "mean"),
+           attack_auc=("mi_auc", "mean"), attack_auc_std=("mi_auc", "std")))
+print(f"loss-threshold membership inference, mean over {N_SEEDS} seeds (losses in nats)")
+mi.round(3)
+
+# %% tags=["remove-cell"]
+# Claim: the fine-tuned model's training reviews have a lower mean loss than unseen reviews at every size,
+# and the attack does better than chance (AUC > 0.5) at the smallest size, where the model saw each
+# review most often.
+ft_mi = mi.loc["fine-tuned"]
+assert (ft_mi["member_loss"] < ft_mi["nonmember_loss"]).all(), ft_mi
+assert ft_mi.loc[SIZES[0], "attack_auc"] > 0.5, ft_mi
+
+# %% [markdown]
+# The fine-tuned classifier's loss is lower on its own training reviews than on unseen ones, so the
+# attack does better than a coin flip. These are short runs; training to convergence, as real projects
+# do, memorises more. Fine-tuning on private data (e-mails, medical notes) therefore
+# needs care: fewer epochs, regularisation such as chapter 3's L2-SP, or differentially private
+# training, and never publishing per-example scores. Larger models memorise more, and
+# generative models can even reproduce training text verbatim {cite}`carlini2021extracting`.
+#
+# ## Summary
+#
+# * Pick the metric that matches the cost of mistakes and always print a trivial baseline next to it:
+#   accuracy flatters a do-nothing spam filter, token accuracy a tagger that finds no entity.
+# * A test score needs an interval: the bootstrap over test examples (paired, when comparing two models on
+#   the same examples), and the spread over seeds, which on small data is of the same order.
+# * A fair comparison uses the same split, the same budget, tuned baselines and several seeds.
+# * The learning curve is the answer to "why transfer learning": on a few hundred labelled reviews, the
+#   pretrained model is ahead of the same architecture from scratch at every size measured; the printed
+#   lines say how many examples (if any, within the range) the other methods need to catch up.
+# * Choose a model by quality *and* cost on your own data: parameters and time per example beside the
+#   accuracy, with an interval.
+# * Fine-tuned models leak membership through their loss; budget for privacy when the data are private.
+#
+# The FAQ ({doc}`/book/08_faq`) collects the article's questions with links to the evidence.
+#
+# ## Exercises
+#
+# ```{exercise}
+# :label: ex-eval-1
+#
+# Write `bootstrap_accuracy_ci(correct, n_resamples, seed)` that takes a 0/1 array (1 = the model was
+# right on that test example) and returns the 95 % percentile interval `(low, high)` of the accuracy.
+# Check it with `ftutils.checks.check_bootstrap_ci(bootstrap_accuracy_ci)`, then apply it to the
+# fine-tuned model's predictions above and compare with `evaluation.bootstrap_ci`.
+# ```
+#
+# ```{solution} ex-eval-1
+# :class: dropdown
+#
+# ```python
+# def bootstrap_accuracy_ci(correct, n_resamples=1000, seed=0):
+#     correct = np.asarray(correct)
+#     rng = np.random.default_rng(seed)
+#     means = [correct[rng.integers(0, len(correct), len(correct))].mean() for _ in range(n_resamples)]
+#     return tuple(np.quantile(means, [0.025, 0.975]))
+#
+# print(checks.check_bootstrap_ci(bootstrap_accuracy_ci))
+# correct = np.array(largest.loc["fine-tuned", "test_predictions"]) == test_y
+# print(bootstrap_accuracy_ci(correct), intervals["fine-tuned"])
+# ```
+# Resampling *without* replacement (a permutation) returns the same accuracy every time: the interval
+# collapses to a point. The check recognises that mistake.
+# ```
+#
+# ```{exercise}
+# :label: ex-eval-2
+#
+# Write `attack_auc(member_losses, nonmember_losses)`, the AUC of the loss-threshold membership
+# attack (the probability that a random member has a *lower* loss than a random non-member, ties
+# counting half), and check it with `ftutils.checks.check_membership_auc(attack_auc)`.
+# ```
+#
+# ```{solution} ex-eval-2
+# :class: dropdown
+#
+# ```python
+# def attack_auc(member_losses, nonmember_losses):
+#     m = np.asarray(member_losses)[:, None]
+#     o = np.asarray(nonmember_losses)[None, :]
+#     return float((m < o).mean() + 0.5 * (m == o).mean())
+#
+# print(checks.check_membership_auc(attack_auc))
+# ```
+# The pairwise comparison is $O(n^2)$ in memory; `evaluation.auc` does the same with ranks.
+# ```
+#
+# ```{exercise}
+# :label: ex-eval-3
+#
+# Rerun the chapter with `-p SIZES '[40, 120, 360, 1080]'` (several times the time). Does random
+# init reach the fine-tuned model's accuracy at 40 reviews now? Use `evaluation.examples_to_match` and
+# report only what your numbers support.
+# ```
+#
+# ```{solution} ex-eval-3
+# :class: dropdown
+#
+# Typically not: on cpu-tiny's short runs the random-init transformer stays near the majority class even
+# with a thousand reviews, so the answer stays "more than the largest size measured". TF-IDF climbs
+# steadily as reviews are added. (A size larger than the configuration's pool of training reviews
+# enlarges the pool, which changes every run's cache key, so all sizes train again.)
+# ```
+#
+# ```{exercise}
+# :label: ex-eval-4
+#
+# The random-init baseline was not tuned. Give it a fair chance: train it at the largest size with
+# learning rates `[1e-4, 3e-4, 1e-3]` (pass `dataclasses.replace(train_config, learning_rate=lr)` to
+# `evaluation.finetune_method`), choose the best on the validation reviews, and report its test accuracy
+# with a bootstrap interval. Does tuning change the conclusion of the learning curve?
+# ```
+#
+# ```{solution} ex-eval-4
+# :class: dropdown
+#
+# A from-scratch transformer usually wants a larger learning rate than fine-tuning, and gains a few
+# points with it, but a few hundred reviews are far too few to learn a language; the gap to the
+# pretrained model shrinks by less than the width of the intervals. This is why the protocol calls for
+# tuned baselines: a claim that survives tuning the baseline is a stronger claim.
+# ```

@@ -1,0 +1,698 @@
+"""Evaluating fine-tuned models honestly: confidence intervals, seed spread, learning curves, privacy.
+
+Four ideas, each a few functions:
+
+* **Confidence intervals** on a test metric by the bootstrap (:func:`bootstrap_ci`), and for the
+  difference of two models scored on the *same* test examples (:func:`paired_bootstrap`).
+* **Seed variance**: the same recipe run with several seeds; :func:`seed_summary` gives mean, sample
+  std, range and a t-interval for the mean per group.
+* **Learning curves**: test metric against the number of labelled training examples, for several
+  *methods* (fine-tuning, the same architecture from random weights, a linear probe on frozen features,
+  TF-IDF + logistic regression). :func:`run_learning_curve` runs every (method, size, seed) through
+  :func:`ftutils.experiments.run_grid` (so results are cached on disk); :func:`finetune_method`,
+  :func:`probe_method` and :func:`tfidf_method` build the methods; :func:`curve_summary`,
+  :func:`examples_to_match` and :func:`plot_learning_curve` read the result.
+* **Membership inference**: does a model's loss tell its training examples from unseen ones?
+  :func:`membership_inference` gives the attack's AUC (0.5 = no leak).
+
+Example:
+    >>> import numpy as np
+    >>> from ftutils.evaluation import bootstrap_ci, membership_inference
+    >>> from ftutils.metrics import accuracy
+    >>> refs = np.array([0, 1] * 50); preds = refs.copy(); preds[:20] = 1 - preds[:20]
+    >>> ci = bootstrap_ci(accuracy, preds, refs, n_resamples=500, seed=0)
+    >>> round(ci.estimate, 2), ci.low < 0.8 < ci.high
+    (0.8, True)
+    >>> membership_inference([0.1, 0.2, 0.3], [0.4, 0.5, 0.6])["auc"]
+    1.0
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ftutils import experiments
+
+__all__ = [
+    "BootstrapResult",
+    "bootstrap_ci",
+    "paired_bootstrap",
+    "seed_summary",
+    "stratified_subset",
+    "epochs_for",
+    "per_example_loss",
+    "auc",
+    "membership_inference",
+    "mean_pooled_features",
+    "seconds_per_example",
+    "fit_tuned_logreg",
+    "MeanPoolingClassifier",
+    "head_module",
+    "init_head_from_probe",
+    "finetune_method",
+    "probe_method",
+    "tfidf_method",
+    "run_learning_curve",
+    "curve_summary",
+    "examples_to_match",
+    "plot_learning_curve",
+]
+
+Metric = Callable[[Any, Any], float]
+Method = Callable[[np.ndarray, int], Mapping[str, Any]]
+
+
+# --------------------------------------------------------------------------- confidence intervals
+@dataclass(frozen=True)
+class BootstrapResult:
+    """A metric on the full test set and its bootstrap percentile interval."""
+
+    estimate: float
+    low: float
+    high: float
+    std: float
+    n: int
+    confidence: float
+
+    def __str__(self) -> str:
+        pct = round(100 * self.confidence)
+        return f"{self.estimate:.3f} ({pct}% CI {self.low:.3f}-{self.high:.3f}, n={self.n})"
+
+
+def _resample_indices(n: int, n_resamples: int, seed: int) -> np.ndarray:
+    if n < 2:
+        raise ValueError(f"The test set has {n} example(s): a bootstrap needs at least 2.")
+    if not isinstance(n_resamples, int) or n_resamples < 10:
+        raise ValueError(f"n_resamples={n_resamples!r} is not allowed: expected an integer >= 10 (1000 is usual).")
+    return np.random.default_rng(seed).integers(0, n, size=(n_resamples, n))
+
+
+def _check_confidence(confidence: float) -> None:
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence={confidence!r} is not allowed: expected a fraction in (0, 1), e.g. 0.95.")
+
+
+def bootstrap_ci(metric: Metric, predictions: Any, references: Any, *, n_resamples: int = 1000,
+                 confidence: float = 0.95, seed: int = 0) -> BootstrapResult:
+    """Percentile bootstrap interval of ``metric(predictions, references)`` over the test examples.
+
+    The test set is resampled *with replacement* ``n_resamples`` times; the interval holds the central
+    ``confidence`` share of the metric's values on those resamples. It measures how much the score
+    depends on *which* test examples were drawn, not the training randomness (see :func:`seed_summary`).
+
+    Example:
+        >>> from ftutils.metrics import accuracy
+        >>> r = bootstrap_ci(accuracy, [1] * 80 + [0] * 20, [1] * 100, n_resamples=200)
+        >>> r.estimate, 0.7 < r.low < 0.8 < r.high < 0.9
+        (0.8, True)
+    """
+    _check_confidence(confidence)
+    predictions, references = np.asarray(predictions), np.asarray(references)
+    if len(predictions) != len(references):
+        raise ValueError(f"{len(predictions)} predictions but {len(references)} references: expected equal lengths.")
+    idx = _resample_indices(len(references), n_resamples, seed)
+    values = np.array([metric(predictions[i], references[i]) for i in idx], dtype=float)
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(values, [alpha, 1 - alpha])
+    return BootstrapResult(float(metric(predictions, references)), float(low), float(high),
+                           float(values.std(ddof=1)), len(references), confidence)
+
+
+def paired_bootstrap(metric: Metric, predictions_a: Any, predictions_b: Any, references: Any, *,
+                     n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0) -> dict[str, float]:
+    """Bootstrap interval of ``metric(a) - metric(b)`` when both models were scored on the same examples.
+
+    Each resample draws the same example indices for both models, so what the two share (easy and
+    hard examples) cancels. Returns ``difference``, ``low``, ``high`` and ``share_not_better`` (the
+    fraction of resamples where ``a`` does not beat ``b``: a one-sided bootstrap p-value).
+
+    Example:
+        >>> from ftutils.metrics import accuracy
+        >>> refs = [1] * 100
+        >>> d = paired_bootstrap(accuracy, [1] * 90 + [0] * 10, [1] * 70 + [0] * 30, refs, n_resamples=200)
+        >>> round(d["difference"], 2), d["low"] > 0
+        (0.2, True)
+    """
+    _check_confidence(confidence)
+    a, b, refs = np.asarray(predictions_a), np.asarray(predictions_b), np.asarray(references)
+    if not len(a) == len(b) == len(refs):
+        raise ValueError(f"Lengths differ ({len(a)}, {len(b)}, {len(refs)}): both models must be scored on "
+                         "the same test examples, in the same order.")
+    idx = _resample_indices(len(refs), n_resamples, seed)
+    diffs = np.array([metric(a[i], refs[i]) - metric(b[i], refs[i]) for i in idx], dtype=float)
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(diffs, [alpha, 1 - alpha])
+    return {"difference": float(metric(a, refs) - metric(b, refs)), "low": float(low), "high": float(high),
+            "share_not_better": float(np.mean(diffs <= 0))}
+
+
+# --------------------------------------------------------------------------- seeds
+def seed_summary(df: pd.DataFrame, by: str | Sequence[str], metric: str, *, confidence: float = 0.95) -> pd.DataFrame:
+    """:func:`ftutils.experiments.summarize` plus ``range`` (max - min), ``sem`` and a t-interval of the mean.
+
+    ``ci_low``/``ci_high`` are ``mean ± t · std / sqrt(n)`` (Student t with n - 1 degrees of freedom):
+    where the *average over seeds* probably lies. A single run can land anywhere in ``[min, max]``.
+
+    Example:
+        >>> df = pd.DataFrame({"m": ["a"] * 5, "acc": [0.6, 0.7, 0.8, 0.7, 0.7]})
+        >>> s = seed_summary(df, "m", "acc").round(3)
+        >>> s.loc["a", ["mean", "range", "n"]].tolist(), bool(s.loc["a", "ci_low"] < 0.7 < s.loc["a", "ci_high"])
+        ([0.7, 0.2, 5.0], True)
+    """
+    from scipy import stats
+
+    _check_confidence(confidence)
+    out = experiments.summarize(df, by, metric)
+    out["range"] = out["max"] - out["min"]
+    out["sem"] = out["std"] / np.sqrt(out["n"])
+    t = np.array([stats.t.ppf(0.5 + confidence / 2, n - 1) if n > 1 else np.nan for n in out["n"]])
+    out["ci_low"] = out["mean"] - t * out["sem"]
+    out["ci_high"] = out["mean"] + t * out["sem"]
+    return out
+
+
+# --------------------------------------------------------------------------- training subsets
+def stratified_subset(labels: Sequence[int], n: int, seed: int) -> np.ndarray:
+    """Indices of ``n`` examples whose label shares follow ``labels``; nested in ``n`` for a fixed seed.
+
+    Each class is shuffled with ``seed``; example ``r`` of a class of size ``m`` gets the key
+    ``(r + u) / m`` (``u`` uniform in [0, 1)) and the ``n`` smallest keys are taken. So the subset of
+    size 50 is contained in that of size 200 (a learning curve adds examples instead of redrawing them),
+    and every class appears about in proportion.
+
+    Example:
+        >>> labels = [0] * 60 + [1] * 40
+        >>> idx = stratified_subset(labels, 10, seed=0)
+        >>> len(idx), int(sum(labels[i] for i in idx))
+        (10, 4)
+        >>> set(idx) <= set(stratified_subset(labels, 30, seed=0))
+        True
+    """
+    labels = np.asarray(labels)
+    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or not 1 <= n <= len(labels):
+        raise ValueError(f"n={n!r} is not allowed: expected an integer between 1 and the pool size {len(labels)}.")
+    rng = np.random.default_rng(seed)
+    keys = np.empty(len(labels))
+    for value in np.unique(labels):
+        members = np.flatnonzero(labels == value)
+        order = rng.permutation(len(members))
+        keys[members[order]] = (np.arange(len(members)) + rng.random(len(members))) / len(members)
+    return np.argsort(keys, kind="stable")[:n]
+
+
+def epochs_for(n: int, batch_size: int, min_steps: int, min_epochs: int = 1) -> int:
+    """Epochs so that a run on ``n`` examples takes at least ``min_steps`` optimizer steps.
+
+    Tiny training sets need several passes to move a pretrained model at all; large ones need one.
+
+    Example:
+        >>> epochs_for(50, 16, 20), epochs_for(800, 16, 20)
+        (5, 1)
+    """
+    steps_per_epoch = math.ceil(n / batch_size)
+    return max(min_epochs, math.ceil(min_steps / steps_per_epoch))
+
+
+# --------------------------------------------------------------------------- membership inference
+def per_example_loss(logits: Any, labels: Any) -> np.ndarray:
+    """Cross-entropy of every example (nats) from ``logits`` (n, k) and integer ``labels`` (n,).
+
+    Example:
+        >>> per_example_loss([[0.0, 0.0]], [1]).round(4).tolist()
+        [0.6931]
+    """
+    logits = np.asarray(logits, dtype=np.float64)
+    labels = np.asarray(labels, dtype=int)
+    if logits.ndim != 2 or len(logits) != len(labels):
+        raise ValueError(f"logits have shape {logits.shape} and labels {labels.shape}: expected (n, k) and (n,).")
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return -log_probs[np.arange(len(labels)), labels]
+
+
+def auc(positive_scores: Sequence[float], negative_scores: Sequence[float]) -> float:
+    """Area under the ROC curve: P(score of a random positive > that of a random negative), ties half.
+
+    Example:
+        >>> auc([3, 2], [1, 2])
+        0.875
+    """
+    pos, neg = np.asarray(positive_scores, float), np.asarray(negative_scores, float)
+    if len(pos) == 0 or len(neg) == 0:
+        raise ValueError("auc needs at least one positive and one negative score.")
+    from scipy.stats import rankdata
+
+    ranks = rankdata(np.concatenate([pos, neg]))
+    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+
+
+def membership_inference(member_losses: Sequence[float], nonmember_losses: Sequence[float]) -> dict[str, float]:
+    """The loss-threshold attack: guess "was in the training set" when an example's loss is low.
+
+    Returns ``auc`` (0.5: the loss says nothing about membership; 1.0: it reveals it perfectly),
+    ``advantage`` (the best threshold's true-positive rate minus false-positive rate) and the two mean
+    losses. Members should be as many as non-members and drawn from the same distribution.
+
+    Example:
+        >>> r = membership_inference([0.1, 0.2, 0.9], [0.3, 0.8, 1.0])
+        >>> round(r["auc"], 3), round(r["advantage"], 3)
+        (0.778, 0.667)
+    """
+    members, others = np.asarray(member_losses, float), np.asarray(nonmember_losses, float)
+    score = auc(-members, -others)  # lower loss = more likely a member
+    thresholds = np.unique(np.concatenate([members, others]))
+    tpr = (members[None, :] <= thresholds[:, None]).mean(1)
+    fpr = (others[None, :] <= thresholds[:, None]).mean(1)
+    return {"auc": score, "advantage": float(np.max(tpr - fpr)), "member_loss": float(members.mean()),
+            "nonmember_loss": float(others.mean())}
+
+
+# --------------------------------------------------------------------------- features and cost
+def mean_pooled_features(model: Any, tokenizer: Any, texts: Sequence[str], *, max_length: int,
+                         batch_size: int = 64) -> np.ndarray:
+    """Frozen sentence vectors: the mean of the last hidden states over non-padding tokens.
+
+    ``model`` is a base model (``models.load(name, "base")``) or any model whose output has
+    ``last_hidden_state`` or ``hidden_states``. Texts are sorted by length so batches carry little padding.
+
+    Example:
+        >>> import transformers, torch
+        >>> cfg = transformers.BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=1,
+        ...                               num_attention_heads=2, intermediate_size=8)
+        >>> class Tok:  # a stand-in tokenizer: one id per character
+        ...     def __call__(self, texts, **kw):
+        ...         n = max(len(t) for t in texts)
+        ...         ids = [[1 + ord(c) % 28 for c in t] + [0] * (n - len(t)) for t in texts]
+        ...         mask = [[1] * len(t) + [0] * (n - len(t)) for t in texts]
+        ...         return transformers.BatchEncoding({"input_ids": torch.tensor(ids), "attention_mask": torch.tensor(mask)})
+        >>> mean_pooled_features(transformers.BertModel(cfg), Tok(), ["ab", "abc"], max_length=8).shape
+        (2, 8)
+    """
+    import torch
+
+    texts = list(texts)
+    if not texts:
+        raise ValueError("texts is empty: expected at least one text to embed.")
+    model.eval()
+    device = next(model.parameters()).device
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    rows = []
+    with torch.inference_mode():
+        for start in range(0, len(texts), batch_size):
+            chunk = [texts[i] for i in order[start:start + batch_size]]
+            batch = tokenizer(chunk, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+            batch = {k: v.to(device) for k, v in batch.items() if k in ("input_ids", "attention_mask")}
+            out = model(**batch)
+            hidden = getattr(out, "last_hidden_state", None)
+            if hidden is None:  # a model with a task head: ask for the hidden states
+                hidden = model(**batch, output_hidden_states=True).hidden_states[-1]
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            rows.append(((hidden * mask).sum(1) / mask.sum(1).clamp(min=1)).float().cpu().numpy())
+    vectors = np.empty((len(texts), rows[0].shape[1]), dtype=np.float32)
+    vectors[order] = np.concatenate(rows)
+    return vectors
+
+
+def seconds_per_example(fn: Callable[[], Any], n_examples: int, *, repeats: int = 1) -> float:
+    """Wall-clock seconds per example of ``fn()`` (which processes ``n_examples``), best of ``repeats``.
+
+    Example:
+        >>> seconds_per_example(lambda: sum(range(1000)), 10) < 0.01
+        True
+    """
+    if n_examples < 1:
+        raise ValueError(f"n_examples={n_examples!r} is not allowed: expected a positive integer.")
+    best = math.inf
+    for _ in range(max(1, repeats)):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best / n_examples
+
+
+# --------------------------------------------------------------------------- methods of a learning curve
+def fit_tuned_logreg(train_x: Any, train_y: Any, val_x: Any, val_y: Any, *,
+                     Cs: Sequence[float] = (0.01, 0.1, 1.0, 10.0), make_features: Callable | None = None,
+                     seed: int = 0) -> tuple[Any, float, float]:
+    """Logistic regression with C chosen on the validation split; returns (fitted model, C, val accuracy).
+
+    ``make_features``, if given, is a scikit-learn transformer factory (e.g. a TF-IDF vectoriser) put in
+    front of the classifier; ``train_x``/``val_x`` are then raw inputs (texts).
+
+    Example:
+        >>> X = [[0.0], [1.0], [0.1], [0.9]]; y = [0, 1, 0, 1]
+        >>> model, C, acc = fit_tuned_logreg(X, y, X, y, Cs=(1.0, 10.0))
+        >>> acc
+        1.0
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    if not Cs:
+        raise ValueError("Cs is empty: expected at least one regularisation value C, e.g. (0.1, 1.0, 10.0).")
+    if len(set(np.asarray(train_y).tolist())) < 2:
+        raise ValueError("The training labels hold a single class: expected at least two.")
+    best = (None, None, -1.0)
+    for C in Cs:
+        clf = LogisticRegression(C=C, max_iter=2000, random_state=seed)
+        model = make_pipeline(make_features(), clf) if make_features else clf
+        model.fit(train_x, train_y)
+        acc = float(np.mean(np.asarray(model.predict(val_x)) == np.asarray(val_y)))
+        if acc > best[2]:
+            best = (model, float(C), acc)
+    return best
+
+
+def _scores(pred: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    from ftutils import metrics
+
+    return {"accuracy": metrics.accuracy(pred, labels),
+            "macro_f1": metrics.macro_f1(pred, labels, labels=sorted(set(labels.tolist()))),
+            "test_predictions": pred.astype(int).tolist()}
+
+
+class _Output(dict):
+    """``out.loss`` / ``out.logits`` like a transformers ModelOutput."""
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+
+def _mean_pooling_classifier_class() -> type:
+    import torch
+
+    class MeanPoolingClassifier(torch.nn.Module):
+        """A sequence classifier that averages the encoder's last hidden states (no [CLS] pooler).
+
+        Sentence-embedding checkpoints such as all-MiniLM-L6-v2 were trained with *mean pooling*: their
+        [CLS] vector (what ``BertForSequenceClassification`` classifies) carries little of the sentence,
+        while the mean of the token vectors carries it all. This head classifies that mean, so
+        fine-tuning starts from the representation the checkpoint was trained to produce. It follows
+        the Hugging Face calling convention (``model(input_ids, attention_mask, labels)`` returns
+        ``.loss`` and ``.logits``) and lists its new parameters in ``ftutils_new_parameters``.
+
+        Example:
+            >>> import torch, transformers
+            >>> cfg = transformers.BertConfig(vocab_size=20, hidden_size=8, num_hidden_layers=1,
+            ...                               num_attention_heads=2, intermediate_size=8)
+            >>> m = MeanPoolingClassifier(transformers.BertModel(cfg), num_labels=3)
+            >>> m(torch.tensor([[1, 2, 3]]), labels=torch.tensor([2])).logits.shape
+            torch.Size([1, 3])
+        """
+
+        def __init__(self, encoder: Any, num_labels: int) -> None:
+            super().__init__()
+            self.encoder = encoder
+            self.config = encoder.config
+            self.classifier = torch.nn.Linear(encoder.config.hidden_size, num_labels)
+            self.ftutils_new_parameters = ("classifier.weight", "classifier.bias")
+
+        def forward(self, input_ids: Any, attention_mask: Any = None, labels: Any = None, **unused: Any) -> _Output:
+            if attention_mask is None:
+                attention_mask = torch.ones_like(input_ids)
+            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+            logits = self.classifier(pooled)
+            out = _Output(logits=logits)
+            if labels is not None:
+                out["loss"] = torch.nn.functional.cross_entropy(logits.float(), labels)
+            return _Output(loss=out.get("loss"), logits=logits) if labels is not None else out
+
+    return MeanPoolingClassifier
+
+
+def __getattr__(name: str) -> Any:  # build the torch class on first use: importing this module stays light
+    if name == "MeanPoolingClassifier":
+        cls = _mean_pooling_classifier_class()
+        cls.__module__ = __name__
+        globals()[name] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def head_module(model: Any) -> Any:
+    """The final ``torch.nn.Linear`` of a sequence classifier (``classifier``, ``classifier.out_proj`` or ``score``).
+
+    Example:
+        >>> import transformers
+        >>> cfg = transformers.BertConfig(vocab_size=20, hidden_size=8, num_hidden_layers=1,
+        ...                               num_attention_heads=2, intermediate_size=8)
+        >>> head_module(transformers.BertForSequenceClassification(cfg)).out_features
+        2
+    """
+    import torch
+
+    for path in ("classifier", "classifier.out_proj", "score"):
+        module = model
+        for part in path.split("."):
+            module = getattr(module, part, None)
+        if isinstance(module, torch.nn.Linear):
+            return module
+    raise ValueError(f"{type(model).__name__} has no linear head named classifier, classifier.out_proj or score: "
+                     "pass a sequence-classification model.")
+
+
+def init_head_from_probe(model: Any, dataset: Any, *, tokenizer: Any = None, C: float = 1.0,
+                         batch_size: int = 64) -> float:
+    """Set the classifier head to a logistic regression fitted on the head's own (frozen) inputs.
+
+    The first half of *linear probing then fine-tuning* (LP-FT): fine-tuning then starts from a head
+    that already separates the classes, instead of a random one, so a few steps suffice and the
+    pretrained features are not distorted by the gradients of a random head. The head's inputs are
+    captured with a forward hook, so this works for any model whose last layer is a linear head.
+    Returns the probe's accuracy on ``dataset`` (a tokenised dataset with ``labels``).
+    """
+    import torch
+    from sklearn.linear_model import LogisticRegression
+
+    from ftutils.batching import DynamicPaddingCollator
+
+    head = head_module(model)
+    pad = getattr(tokenizer, "pad_token_id", None)
+    if pad is None:
+        pad = getattr(getattr(model, "config", None), "pad_token_id", None) or 0
+    collate = DynamicPaddingCollator(pad)
+    keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in dataset.column_names]
+    device = next(model.parameters()).device
+    captured: list[torch.Tensor] = []
+    hook = head.register_forward_pre_hook(lambda module, args: captured.append(args[0].detach().float().cpu()))
+    was_training = model.training
+    model.eval()
+    try:  # in dataset order (trainer.predict may reorder batches by length), so rows match the labels
+        with torch.no_grad():
+            for start in range(0, len(dataset), batch_size):
+                rows = dataset[start:start + batch_size]
+                batch = collate([{k: rows[k][i] for k in keys} for i in range(len(rows[keys[0]]))])
+                model(**{k: v.to(device) for k, v in batch.items()})
+    finally:
+        hook.remove()
+        model.train(was_training)
+    x = torch.cat(captured).numpy()
+    if x.ndim == 3:  # decoders score every position; predict() pools the last token, so probe on that
+        raise ValueError("The head sees one vector per token; init_head_from_probe supports pooled heads only.")
+    y = np.asarray(dataset["labels"])
+    probe = LogisticRegression(C=C, max_iter=2000).fit(x, y)
+    coef, intercept = probe.coef_, probe.intercept_
+    if coef.shape[0] == 1:  # binary: p(1) = sigmoid(w·x + b) = softmax of (−w/2·x − b/2, w/2·x + b/2)
+        coef = np.concatenate([-coef / 2, coef / 2])
+        intercept = np.concatenate([-intercept / 2, intercept / 2])
+    if coef.shape[0] != head.out_features:
+        raise ValueError(f"The training labels hold {coef.shape[0]} classes but the head has {head.out_features} "
+                         "outputs: train on a subset that contains every class.")
+    with torch.no_grad():
+        head.weight.copy_(torch.as_tensor(coef, dtype=head.weight.dtype))
+        if head.bias is not None:
+            head.bias.copy_(torch.as_tensor(intercept, dtype=head.bias.dtype))
+    return float(probe.score(x, y))
+
+
+def finetune_method(make_model: Callable[[bool], Any], train: Any, test: Any, *, config: Any,
+                    pretrained: bool = True, min_steps: int = 0, tokenizer: Any = None,
+                    n_members: int = 200, probe_init: bool = False, probe_C: float = 10.0) -> Method:
+    """A learning-curve method that fine-tunes a fresh model on the chosen training examples.
+
+    ``make_model(pretrained)`` returns a new classifier (pretrained weights, or the same architecture
+    with random weights when ``pretrained`` is False); it is called after the seed is set. ``train`` and
+    ``test`` are tokenised datasets with ``labels``; ``config`` is a
+    :class:`ftutils.trainer.TrainingConfig` whose ``epochs`` is raised so every run makes at least
+    ``min_steps`` steps (:func:`epochs_for`). With ``probe_init`` the head starts as a logistic
+    regression fitted on the training examples (:func:`init_head_from_probe`, LP-FT). The result holds test accuracy, macro-F1, predictions,
+    training time, and the loss-threshold membership-inference AUC on up to ``n_members`` training
+    examples against as many test examples.
+    """
+    import dataclasses
+
+    import transformers
+
+    from ftutils import trainer
+
+    test_labels = np.asarray(test["labels"])
+
+    def run(indices: np.ndarray, seed: int) -> dict[str, Any]:
+        transformers.set_seed(seed)
+        model = make_model(pretrained)
+        epochs = epochs_for(len(indices), config.batch_size, min_steps, config.epochs)
+        cfg = dataclasses.replace(config, epochs=epochs, seed=seed)
+        subset = train.select(indices.tolist())
+        if probe_init:
+            init_head_from_probe(model, subset, tokenizer=tokenizer, C=probe_C)
+        result = trainer.train(model, subset, None, config=cfg, tokenizer=tokenizer)
+        logits = trainer.predict(model, test, tokenizer=tokenizer)
+        k = min(n_members, len(indices), len(test_labels))
+        member_logits = trainer.predict(model, subset.select(range(k)), tokenizer=tokenizer)
+        attack = membership_inference(per_example_loss(member_logits, subset["labels"][:k]),
+                                      per_example_loss(logits[:k], test_labels[:k]))
+        return {**_scores(logits.argmax(-1), test_labels), "train_seconds": result.train_runtime_s,
+                "epochs": epochs, "steps": result.global_step, "mi_auc": attack["auc"],
+                "member_loss": attack["member_loss"], "nonmember_loss": attack["nonmember_loss"]}
+
+    return run
+
+
+def probe_method(train_x: np.ndarray, train_y: Any, val_x: np.ndarray, val_y: Any, test_x: np.ndarray,
+                 test_y: Any, *, Cs: Sequence[float] = (0.01, 0.1, 1.0, 10.0)) -> Method:
+    """A learning-curve method: logistic regression on frozen features (embedded once), C tuned on validation.
+
+    Example:
+        >>> rng = np.random.default_rng(0); X = rng.normal(size=(40, 3)); y = (X[:, 0] > 0).astype(int)
+        >>> r = probe_method(X, y, X, y, X, y)(np.arange(20), 0)
+        >>> r["accuracy"] > 0.8
+        True
+    """
+    train_x, train_y = np.asarray(train_x), np.asarray(train_y)
+    test_y = np.asarray(test_y)
+
+    def run(indices: np.ndarray, seed: int) -> dict[str, Any]:
+        model, C, val_acc = fit_tuned_logreg(train_x[indices], train_y[indices], val_x, val_y, Cs=Cs, seed=seed)
+        return {**_scores(np.asarray(model.predict(test_x)), test_y), "C": C, "val_accuracy": val_acc}
+
+    return run
+
+
+def tfidf_method(train_texts: Sequence[str], train_y: Any, val_texts: Sequence[str], val_y: Any,
+                 test_texts: Sequence[str], test_y: Any, *, Cs: Sequence[float] = (0.1, 1.0, 10.0, 100.0)) -> Method:
+    """A learning-curve method: TF-IDF (word 1-2 grams, sublinear tf) + logistic regression, C tuned on validation.
+
+    Example:
+        >>> texts = ["good film", "bad film", "very good", "very bad"] * 5; y = [1, 0, 1, 0] * 5
+        >>> tfidf_method(texts, y, texts, y, texts, y)(np.arange(8), 0)["accuracy"]
+        1.0
+    """
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    train_texts, train_y, test_y = np.asarray(train_texts, dtype=object), np.asarray(train_y), np.asarray(test_y)
+
+    def run(indices: np.ndarray, seed: int) -> dict[str, Any]:
+        model, C, val_acc = fit_tuned_logreg(
+            list(train_texts[indices]), train_y[indices], list(val_texts), val_y, Cs=Cs, seed=seed,
+            make_features=lambda: TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True))
+        return {**_scores(np.asarray(model.predict(list(test_texts))), test_y), "C": C, "val_accuracy": val_acc}
+
+    return run
+
+
+def run_learning_curve(methods: Mapping[str, Method], sizes: Sequence[int], seeds: Sequence[int] | int, *,
+                       labels: Sequence[int], config: Any = "cpu-tiny", experiment: str = "learning-curve",
+                       root: str | os.PathLike | None = None, progress: bool = True,
+                       refresh: bool = False) -> pd.DataFrame:
+    """Run every method at every training-set size and seed; one row per run (cached by ``run_grid``).
+
+    For size ``n`` and seed ``s`` every method gets the same training examples,
+    ``stratified_subset(labels, n, s)`` (so the methods differ only in what they do with them), and is
+    called as ``methods[name](indices, s)``. The settings are ``{"method": name, "n": n}``: a rerun, or
+    another chapter asking for the same runs under the same config, reads them from the cache.
+
+    Example:
+        >>> import tempfile
+        >>> fake = {"a": lambda idx, s: {"accuracy": len(idx) / 100}, "b": lambda idx, s: {"accuracy": 0.5}}
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     df = run_learning_curve(fake, [10, 40], 2, labels=[0, 1] * 50, root=tmp, progress=False)
+        >>> curve_summary(df)["mean"].round(2).tolist()
+        [0.1, 0.4, 0.5, 0.5]
+    """
+    if not methods:
+        raise ValueError("methods is empty: expected a dict {name: method}, e.g. {'tfidf': tfidf_method(...)}.")
+    sizes = [int(n) for n in sizes]
+    if not sizes or any(n < 2 or n > len(labels) for n in sizes):
+        raise ValueError(f"sizes={sizes!r} is not allowed: expected training-set sizes between 2 and the "
+                         f"pool size {len(labels)}.")
+    settings = [{"method": name, "n": n} for name in methods for n in sizes]
+
+    def train_fn(s: dict[str, Any], seed: int) -> Mapping[str, Any]:
+        return methods[s["method"]](stratified_subset(labels, s["n"], seed), seed)
+
+    return experiments.run_grid(settings, seeds, train_fn, config=config, experiment=experiment, root=root,
+                                progress=progress, refresh=refresh)
+
+
+def curve_summary(df: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
+    """Mean, std, n, min, max (and range, sem, t-interval) of ``metric`` per (method, n), grid order.
+
+    See :func:`run_learning_curve` for an example.
+    """
+    return seed_summary(df, ["method", "n"], metric)
+
+
+def examples_to_match(summary: pd.DataFrame, method: str, reference: str, at_n: int) -> int | None:
+    """Smallest training-set size at which ``method``'s mean reaches ``reference``'s mean at ``at_n``.
+
+    ``summary`` is :func:`curve_summary`'s table. Returns ``None`` when no measured size gets there: the
+    honest answer is then "more than the largest size measured", not an extrapolation.
+
+    Example:
+        >>> df = pd.DataFrame({"method": ["a", "a", "b", "b"], "n": [10, 100] * 2, "seed": 0,
+        ...                    "accuracy": [0.6, 0.8, 0.5, 0.7]})
+        >>> s = curve_summary(df)
+        >>> examples_to_match(s, "b", "a", 10), examples_to_match(s, "b", "a", 100)
+        (100, None)
+    """
+    for name in (method, reference):
+        if name not in summary.index.get_level_values("method"):
+            raise KeyError(f"method {name!r} is not in the summary: expected one of "
+                           f"{sorted(set(summary.index.get_level_values('method')))}.")
+    target = summary.loc[(reference, at_n), "mean"]
+    rows = summary.loc[method].sort_index()
+    reached = rows[rows["mean"] >= target]
+    return None if reached.empty else int(reached.index[0])
+
+
+def plot_learning_curve(summary: pd.DataFrame, *, metric_label: str = "test accuracy (fraction)",
+                        title: str = "Learning curve", labels: Mapping[str, str] | None = None,
+                        chance: float | None = None) -> Any:
+    """Mean ± one std (error bars over seeds) of each method against the training-set size, log x-axis.
+
+    ``labels`` maps method names to legend entries; ``chance`` draws a dashed line (e.g. the
+    majority-class accuracy). Returns the figure.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for name in dict.fromkeys(summary.index.get_level_values("method")):
+        rows = summary.loc[name].sort_index()
+        n_seeds = int(rows["n"].min())
+        ax.errorbar(rows.index, rows["mean"], yerr=rows["std"].fillna(0), marker="o", capsize=3,
+                    label=f"{(labels or {}).get(name, name)} ({n_seeds} seeds)")
+    if chance is not None:
+        ax.axhline(chance, color="grey", linestyle="--", linewidth=1, label="majority class")
+    ax.set_xscale("log")
+    sizes = sorted(set(summary.index.get_level_values("n")))
+    ax.set_xticks(sizes, [f"{n:,}" for n in sizes])
+    ax.set_xlabel("labelled training examples (log scale)")
+    ax.set_ylabel(metric_label)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
