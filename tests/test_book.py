@@ -248,3 +248,30 @@ def test_every_chapter_parameter_is_visible_to_papermill():
         seen = [p.name for p in PythonTranslator.inspect(cell)]
         assert seen == book.parameter_names(notebook), chapter.name
         assert seen[0] == "CONFIG", chapter.name
+
+
+def test_a_cell_tagged_raises_exception_may_fail_but_any_other_failure_stops_the_run(tiny_book):
+    (tiny_book / "notebooks" / "01_ok.py").write_text(chapter_source('''\
+        print("before")
+
+        # %% tags=["raises-exception"]
+        undefined_name
+
+        # %%
+        print("after", N_ITEMS)
+        '''))
+    book.run(tiny_book, only=["01"], build_html=False)
+    executed = nbformat.read(tiny_book / "executed" / "01_ok.ipynb", as_version=4)
+    errors = [o.ename for c in executed.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert errors == ["NameError"]  # the expected error is kept for readers
+    assert "after 3" in "".join(o.get("text", "") for o in executed.cells[-1].outputs)
+
+    (tiny_book / "notebooks" / "01_ok.py").write_text(chapter_source('''\
+        # %% tags=["raises-exception"]
+        undefined_name
+
+        # %%
+        1 / 0
+        '''))
+    with pytest.raises(book.ChapterFailed, match="ZeroDivisionError"):
+        book.run(tiny_book, only=["01"], build_html=False)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import copy
 import datetime as _dt
 import json
@@ -215,11 +216,12 @@ def execute_chapter(root: Path, chapter: Chapter, config: str, params: dict[str,
         nbformat.write(notebook, source)
         started = time.perf_counter()
         try:
-            papermill.execute_notebook(
-                str(source), str(out), parameters={"CONFIG": config, **params}, kernel_name="python3",
-                language="python", cwd=str(root), progress_bar=False, log_output=False,
-                execution_timeout=timeout,
-            )
+            with _expected_errors_allowed():
+                papermill.execute_notebook(
+                    str(source), str(out), parameters={"CONFIG": config, **params}, kernel_name="python3",
+                    language="python", cwd=str(root), progress_bar=False, log_output=False,
+                    execution_timeout=timeout,
+                )
         except PapermillExecutionError as exc:
             raise ChapterFailed(_failure_message(chapter, out, exc)) from None
         seconds = time.perf_counter() - started
@@ -228,6 +230,33 @@ def execute_chapter(root: Path, chapter: Chapter, config: str, params: dict[str,
     executed.metadata["ftutils"].update({"config": config, "parameters": params, "seconds": round(seconds, 1)})
     nbformat.write(executed, out)
     return seconds
+
+
+@contextlib.contextmanager
+def _expected_errors_allowed() -> Any:
+    """Let cells tagged ``raises-exception`` fail, as nbclient and nbval already do.
+
+    A chapter shows some errors on purpose (the article's bugs). nbclient keeps executing after such a
+    cell, but papermill's final check fails the run on any error output; this hides the errors of
+    tagged cells from that check only (the outputs stay in the executed notebook).
+    """
+    import papermill.execute as pm_execute
+
+    original = pm_execute.raise_for_execution_errors
+
+    def check(nb: Any, output_path: Any) -> None:
+        shown = copy.deepcopy(nb)
+        for cell in shown.cells:
+            if "raises-exception" in cell.get("metadata", {}).get("tags", []) and "outputs" in cell:
+                cell.outputs = [o for o in cell.outputs if o.get("output_type") != "error"]
+                cell.get("metadata", {}).get("papermill", {}).pop("exception", None)
+        original(shown, output_path)  # on a real failure the saved copy lacks only the expected errors
+
+    pm_execute.raise_for_execution_errors = check
+    try:
+        yield
+    finally:
+        pm_execute.raise_for_execution_errors = original
 
 
 def _failure_message(chapter: Chapter, out: Path, exc: Any) -> str:
