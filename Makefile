@@ -35,7 +35,7 @@ html: setup
 	$(PY) -m ftutils.book build
 
 unit: assets
-	$(PY) -m pytest tests -q
+	$(PY) -m pytest -q -p no:cacheprovider tests --doctest-modules src/ftutils
 
 check-sync: setup
 	$(PY) -m ftutils.book check-sync
