@@ -402,49 +402,49 @@ assert acc_finetuned > majority + 0.05, (acc_finetuned, majority)
 #
 # ## Exercises
 #
-# ```{exercise}
+# :::{exercise}
 # :label: ex-core-1
 #
 # Rerun the chapter with `-p PROJECTION tsne` (or set it in the parameters cell). Does t-SNE
 # {cite}`vandermaaten2008tsne` separate the classes more clearly than PCA? Why is a 2-D picture weaker
 # evidence than the probe accuracy?
-# ```
+# :::
 #
-# ```{solution} ex-core-1
+# :::{solution} ex-core-1
 # :class: dropdown
 #
 # t-SNE usually draws tighter, more separated clusters, because it preserves neighbourhoods rather than
 # directions of largest variance. But any 2-D projection discards most of the 384 dimensions, and t-SNE
 # distances between clusters are not meaningful; the probe accuracy measures separability in the full
 # space on held-out reviews, so it is the number to trust.
-# ```
+# :::
 #
-# ```{exercise}
+# :::{exercise}
 # :label: ex-core-2
 #
 # Tokenise a sentence with an unusual word (a film title, a misspelling) with both tokenizers. Which one
 # splits it into more pieces, and why can a model still represent it?
-# ```
+# :::
 #
-# ```{solution} ex-core-2
+# :::{solution} ex-core-2
 # :class: dropdown
 #
 # Both fall back to smaller pieces (down to characters for WordPiece, bytes for byte-level BPE), so no
 # input is ever out of vocabulary. Run `enc_tok.tokenize(...)` and `dec_tok.tokenize(...)`: the encoder
 # also lower-cases, so it loses the capitalisation that the decoder keeps. The model builds the word's
 # meaning from its pieces in context, layer by layer.
-# ```
+# :::
 #
-# ```{exercise}
+# :::{exercise}
 # :label: ex-core-3
 #
 # Run with `-p FINETUNE_EPOCHS 3`. How do the test accuracy and the relative change of each block move?
-# ```
+# :::
 #
-# ```{solution} ex-core-3
+# :::{solution} ex-core-3
 # :class: dropdown
 #
 # More epochs move every block further from $\theta_p$ (the bars grow) and usually raise the accuracy
 # until the small training set is fitted; after that, test accuracy can fall while the parameters keep
 # drifting, which is the over-fitting that chapter 3's penalty is designed to limit.
-# ```
+# :::

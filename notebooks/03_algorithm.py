@@ -431,12 +431,13 @@ print("\n".join(findings))
 
 # %% tags=["remove-cell"]
 # Claims the text below makes, checked on every run:
-# 1. For both L2-SP forms the distance at the strongest λ (>= 100) is far below the unregularised one;
+# 1. Both L2-SP forms end closer to θ_p than no regulariser; the penalty form at λ >= 100 far closer;
 #    for the penalty form every λ > 0 is closer than λ = 0, and no stronger λ ends further away than the
-#    weakest one (the sweep shrinks, then may level off).
-for form in ("l2sp", "l2sp-decoupled"):
-    if top[form] >= 100:
-        assert mean_of(distance, form, top[form]) < 0.5 * base_dist, (form, distance, base_dist)
+#    weakest one (the sweep shrinks, then may level off). The decoupled form's pull is weaker at the
+#    same λ (it scales with λ·Σ_t η_t, about 0.5 at λ = 100 on cpu-tiny), so only "closer" is claimed.
+assert mean_of(distance, "l2sp-decoupled", top["l2sp-decoupled"]) < base_dist, (distance, base_dist)
+if top["l2sp"] >= 100:
+    assert mean_of(distance, "l2sp", top["l2sp"]) < 0.5 * base_dist, (distance, base_dist)
 sweep = [mean_of(distance, "l2sp", lam) for lam in LAMBDAS]
 assert all(d < sweep[0] for d in sweep[1:]), sweep
 assert all(d <= sweep[1] * 1.05 for d in sweep[2:]), sweep
@@ -494,7 +495,7 @@ reproduce
 #
 # ## Exercises
 #
-# ```{exercise}
+# :::{exercise}
 # :label: ex-l2sp-1
 #
 # Show that with plain SGD (no momentum, no Adam) the penalty form at strength $\lambda$ and the
@@ -502,9 +503,9 @@ reproduce
 # tiny `torch.nn.Linear` twice with `torch.optim.SGD`, once with `make_regularizer("l2sp", model, λ)`
 # and once with `make_regularizer("l2sp-decoupled", model, 2 * λ)`, calling `before_step()` and
 # `after_step(lr)` around `optimizer.step()`, and compare the weights.
-# ```
+# :::
 #
-# ```{solution} ex-l2sp-1
+# :::{solution} ex-l2sp-1
 # :class: dropdown
 #
 # Penalty form: $\theta \leftarrow \theta - \eta\,(g + 2\lambda(\theta-\theta_p))$. Decoupled form with
@@ -531,9 +532,9 @@ reproduce
 #
 # print((run("l2sp", 0.5) - run("l2sp-decoupled", 1.0)).abs().max())  # ~1e-4, vs weights of order 1
 # ```
-# ```
+# :::
 #
-# ```{exercise}
+# :::{exercise}
 # :label: ex-l2sp-2
 #
 # Seeds are paired: runs with the same seed share the head's initialisation and the batch order. Write
@@ -541,9 +542,9 @@ reproduce
 # standard deviation and the number of runs of `metric`, and check it with
 # `ftutils.experiments.check_summarize(summarize)`. Then use `experiments.paired_difference` to decide
 # whether the best λ beats λ = 0 on every seed.
-# ```
+# :::
 #
-# ```{solution} ex-l2sp-2
+# :::{solution} ex-l2sp-2
 # :class: dropdown
 #
 # ```python
@@ -558,17 +559,17 @@ reproduce
 # The population standard deviation (`ddof=0`) is the usual slip: with three seeds it underestimates the
 # spread by a factor $\sqrt{2/3}$. A difference is convincing when it has the same sign on every seed and
 # is large compared with the spread of the differences, not merely when the means differ.
-# ```
+# :::
 #
-# ```{exercise}
+# :::{exercise}
 # :label: ex-l2sp-3
 #
 # The Bayesian reading says $\lambda \propto 1/N$. Rerun the chapter with `n_train` doubled (edit
 # `SHORT_RUN`) and `LAMBDAS = [0.0, 0.5, 50.0, 5000.0]`. Does the best λ for the penalty form move the way
 # the prior predicts? How many seeds would you need before trusting the answer?
-# ```
+# :::
 #
-# ```{solution} ex-l2sp-3
+# :::{solution} ex-l2sp-3
 # :class: dropdown
 #
 # With the prior held fixed, doubling $N$ halves the λ that corresponds to it. In practice, the optimum of
@@ -576,18 +577,18 @@ reproduce
 # moderate λ values, so the answer is usually "not distinguishable": compute the paired differences and
 # their standard error $s/\sqrt{n}$; to resolve a difference $d$ you need roughly $n \gtrsim (2s/d)^2$
 # seeds.
-# ```
+# :::
 #
-# ```{exercise}
+# :::{exercise}
 # :label: ex-l2sp-4
 #
 # Elastic weight consolidation {cite}`kirkpatrick2017ewc` weights each squared difference by an estimate of
 # the Fisher information $F_k \approx \mathbb E[(\partial_k \log p(y\mid x,\theta_p))^2]$. Write the
 # penalty $\lambda\sum_k F_k(\theta_k-\theta_{p,k})^2$ in the style of `l2sp_penalty` above and describe
 # which layers you expect it to anchor hardest.
-# ```
+# :::
 #
-# ```{solution} ex-l2sp-4
+# :::{solution} ex-l2sp-4
 # :class: dropdown
 #
 # ```python
@@ -598,4 +599,4 @@ reproduce
 # $F$ is estimated by averaging squared gradients of the log-likelihood at $\theta_p$ over some data. It
 # is large where the output is sensitive to a weight, so it anchors those hardest and lets insensitive
 # weights move freely; the isotropic L2-SP prior treats them all alike.
-# ```
+# :::

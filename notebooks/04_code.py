@@ -515,16 +515,16 @@ assert acc["TF-IDF + logistic regression"] > acc["majority class"], acc
 #
 # ## Exercises
 #
-# ```{exercise}
+# :::{exercise}
 # :label: ex-code-1
 #
 # Write `confusion(predictions, references, num_labels)` returning a `num_labels × num_labels` array
 # whose cell `[i, j]` counts the examples with true label `i` predicted as `j`, without scikit-learn or
 # `ftutils.metrics`. Check it with `ftutils.checks.check_confusion_matrix(confusion)`, then compare it
 # with the matrix above on the test predictions.
-# ```
+# :::
 #
-# ```{solution} ex-code-1
+# :::{solution} ex-code-1
 # :class: dropdown
 #
 # ```python
@@ -537,9 +537,9 @@ assert acc["TF-IDF + logistic regression"] > acc["majority class"], acc
 # checks.check_confusion_matrix(confusion)
 # assert (confusion(test_pred, test_labels, 2) == matrix).all()
 # ```
-# ```
+# :::
 #
-# ```{exercise}
+# :::{exercise}
 # :label: ex-code-2
 #
 # Write the L2-SP penalty yourself: `l2sp_penalty(params, anchor, strength)` takes a dict of current
@@ -548,9 +548,9 @@ assert acc["TF-IDF + logistic regression"] > acc["majority class"], acc
 # `checks.check_l2sp_penalty(l2sp_penalty)`, then evaluate it on `ft_model` with the anchor
 # `{n: p.detach().clone() for n, p in models.load(cfg.encoder, "sequence-classification", labels=label_names)[0].named_parameters() if n in l2sp.anchored_names()}`
 # and compare with `l2sp.penalty()`.
-# ```
+# :::
 #
-# ```{solution} ex-code-2
+# :::{solution} ex-code-2
 # :class: dropdown
 #
 # ```python
@@ -565,18 +565,18 @@ assert acc["TF-IDF + logistic regression"] > acc["majority class"], acc
 # ```
 # The pretrained weights are the same file, so the fresh model's non-head parameters are exactly
 # $\theta_p$; the head is new (and random), which is why it is not in the anchor.
-# ```
+# :::
 #
-# ```{exercise}
+# :::{exercise}
 # :label: ex-code-3
 #
 # The article's validation loop also prints nothing but a loss. Write `validation_loss(model, loader,
 # device)` returning the per-example mean loss, in eval mode and without gradients, and check it with
 # `checks.check_mean_loss(validation_loss)`. When is the mean of the batch means equal to the
 # per-example mean?
-# ```
+# :::
 #
-# ```{solution} ex-code-3
+# :::{solution} ex-code-3
 # :class: dropdown
 #
 # `evaluate_loop` above does it; the minimal version:
@@ -595,17 +595,17 @@ assert acc["TF-IDF + logistic regression"] > acc["majority class"], acc
 # ```
 # The two averages agree when every batch has the same size, i.e. when the number of examples is a
 # multiple of the batch size (or `drop_last=True`, which skips examples).
-# ```
+# :::
 #
-# ```{exercise}
+# :::{exercise}
 # :label: ex-code-4
 #
 # Rerun the chapter with `-p TRAIN_EXAMPLES 1000` and then 2000 (about 3 and 6 minutes on two CPU
 # cores). How do the gaps between the pretrained model, TF-IDF and random init change? Then try
 # `-p L2SP_STRENGTH 1.0`: what happens to the penalty, the distance the model moved, and the accuracy?
-# ```
+# :::
 #
-# ```{solution} ex-code-4
+# :::{solution} ex-code-4
 # :class: dropdown
 #
 # All three improve with more data; TF-IDF and random init improve faster, so the gaps narrow, but
@@ -613,20 +613,20 @@ assert acc["TF-IDF + logistic regression"] > acc["majority class"], acc
 # reviews). A large λ holds the encoder near $\theta_p$: the printed penalty stays small because the
 # parameters barely move, and accuracy approaches what training the head alone would give (chapter 2's
 # feature extraction); too large and it drops.
-# ```
+# :::
 #
-# ```{exercise}
+# :::{exercise}
 # :label: ex-code-5
 #
 # Classify ten sentences of your own with `-p NEW_SENTENCES '["...", ...]'` (or call `classify`).
 # Find one the model gets wrong, and check what the TF-IDF model says with
 # `tfidf["pipeline"].predict([...])`. Do the two models fail on the same kind of sentence?
-# ```
+# :::
 #
-# ```{solution} ex-code-5
+# :::{solution} ex-code-5
 # :class: dropdown
 #
 # Open-ended. Typically both fail on irony and on sentences whose verdict depends on word order
 # ("not bad", "could have been great"); TF-IDF, which sees word pairs but not order beyond them, also
 # fails on longer-range negation that the fine-tuned encoder sometimes gets right.
-# ```
+# :::

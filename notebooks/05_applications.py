@@ -627,15 +627,15 @@ table.set_index("task")
 #
 # ## Exercises
 #
-# ```{exercise}
+# :::{exercise}
 # :label: ex-app-1
 #
 # Write your own `align(word_ids, word_labels)`: given the word index of each token (`None` for
 # special tokens) and one tag id per word, return one label per token, the word's tag on its first
 # sub-word and `-100` everywhere else. Check it with `ner.check_align_labels(align)`.
-# ```
+# :::
 #
-# ```{solution} ex-app-1
+# :::{solution} ex-app-1
 # :class: dropdown
 #
 # ```python
@@ -653,34 +653,34 @@ table.set_index("task")
 #
 # ner.check_align_labels(align)
 # ```
-# ```
+# :::
 #
-# ```{exercise}
+# :::{exercise}
 # :label: ex-app-2
 #
 # `qa.best_answer` has a `null_bias`: a positive value makes "no answer" more likely. Recompute the
 # answers with `qa.answers_from_logits(qa_logits, qa_features["test"], qa_rows["test"]["context"],
 # null_bias=b)` for b in -4, -2, 0, 2, 4 and plot EM on answerable and on unanswerable questions
 # against b. Which b would you choose, and on which split should you choose it?
-# ```
+# :::
 #
-# ```{solution} ex-app-2
+# :::{solution} ex-app-2
 # :class: dropdown
 #
 # Raising b trades answerable EM for unanswerable EM (more empty answers). The choice must be made on
 # a validation split (`qa.ner_to_qa(tweets["validation"], tags)`), never on the test questions, or the
 # test score stops being an estimate of new data.
-# ```
+# :::
 #
-# ```{exercise}
+# :::{exercise}
 # :label: ex-app-3
 #
 # Train the spam classifier of the decoder section with LoRA instead of unfreezing the top blocks:
 # `lora.add_lora(model, r=8, layers=range(26, 30))` (the `score` head is trained in full). Compare
 # trained parameters, seconds and accuracy with the table above.
-# ```
+# :::
 #
-# ```{solution} ex-app-3
+# :::{solution} ex-app-3
 # :class: dropdown
 #
 # ```python
@@ -693,9 +693,9 @@ table.set_index("task")
 # ```
 # LoRA trains far fewer parameters than two full blocks; the time is close, since the forward pass
 # through all 30 blocks dominates either way.
-# ```
+# :::
 #
-# ```{exercise}
+# :::{exercise}
 # :label: ex-app-4
 #
 # The translation prompt is plain text, but SmolLM2-135M-Instruct was tuned on a chat format. Build the
@@ -703,12 +703,12 @@ table.set_index("task")
 # + source}], tokenize=False, add_generation_prompt=True)` (pass a `template` to
 # `generation.translate` and `generation.causal_lm_features`, with `{source}` in place of the text).
 # Does the untuned model translate better with it? Does the gap to the fine-tuned model shrink?
-# ```
+# :::
 #
-# ```{solution} ex-app-4
+# :::{solution} ex-app-4
 # :class: dropdown
 #
 # The chat format usually helps the untuned instruct model produce a French answer, but it still adds
 # explanations and misses Django's conventions, so fine-tuning keeps a clear chrF lead. Remember to
 # escape braces in the chat template (`{` → `{{`) before inserting `{source}`.
-# ```
+# :::

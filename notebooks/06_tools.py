@@ -630,15 +630,15 @@ recipe
 #
 # ## Exercises
 #
-# ```{exercise}
+# :::{exercise}
 # :label: ex-tools-1
 #
 # Write `best_so_far(values)`, which returns, for each trial, the best validation accuracy among the
 # trials up to and including it (the curves of the search plot). Check it with
 # `search.check_best_so_far(best_so_far)` and compare with `searches["random"]["best_so_far"]`.
-# ```
+# :::
 #
-# ```{solution} ex-tools-1
+# :::{solution} ex-tools-1
 # :class: dropdown
 #
 # ```python
@@ -653,55 +653,55 @@ recipe
 # assert best_so_far(searches["random"]["value"]) == searches["random"]["best_so_far"].tolist()
 # ```
 # `np.maximum.accumulate(values)` does the same in one call.
-# ```
+# :::
 #
-# ```{exercise}
+# :::{exercise}
 # :label: ex-tools-2
 #
 # Rerun the chapter with `-p N_TRIALS 12`. Does the ranking of grid, random and TPE change? Then add a
 # third knob to `SPACE`, `"warmup": ("float", 0.0, 0.3)`, and give the grid two values of it: how many
 # grid points does a three-knob grid need, and how many distinct learning rates can it still afford?
-# ```
+# :::
 #
-# ```{solution} ex-tools-2
+# :::{solution} ex-tools-2
 # :class: dropdown
 #
 # With more trials the best-so-far curves rise and move closer together; TPE's advantage, if any, shows
 # only after its random start-up trials. A grid with k learning rates, 2 batch sizes and 2 warmups has
 # 4k points, so a budget of 12 allows only k = 3 learning rates, while random search and TPE try 12
 # distinct ones: the gap grows with every knob that matters little.
-# ```
+# :::
 #
-# ```{exercise}
+# :::{exercise}
 # :label: ex-tools-3
 #
 # Interrupt a search and resume it: run `search.run_search(lambda p: run(**p), SPACE, method="tpe",
 # n_trials=3, storage=workdir / "mine.journal", study_name="mine")`, then the same call with
 # `n_trials=5`. How many new trainings does the second call start (watch the cache lines, or count the
 # calls with a wrapper)? What happens if you give a different `study_name`?
-# ```
+# :::
 #
-# ```{solution} ex-tools-3
+# :::{solution} ex-tools-3
 # :class: dropdown
 #
 # The second call finds 3 finished trials in the journal and runs only 2 more; a different
 # `study_name` starts a new, empty study in the same file. Trials whose settings were already trained
 # elsewhere in the chapter come back from the result cache instead of training.
-# ```
+# :::
 #
-# ```{exercise}
+# :::{exercise}
 # :label: ex-tools-4
 #
 # Log the HF `Trainer` run to TensorBoard too (`report_to=["tensorboard"]`, `logging_dir=...`) and read
 # the files with `trainer.read_tensorboard`. Which tag names does the HF `Trainer` use, and what would
 # you change to plot both runs in one figure?
-# ```
+# :::
 #
-# ```{solution} ex-tools-4
+# :::{solution} ex-tools-4
 # :class: dropdown
 #
 # The HF `Trainer` writes tags such as `train/loss`, `train/learning_rate` and `train/grad_norm`, so
 # `read_tensorboard` returns keys `loss`, `learning_rate`, `grad_norm` (ours are `train_loss`, `lr`).
 # Rename the keys (e.g. `{"loss": "train_loss", "learning_rate": "lr"}`) before calling
 # `plotting.plot_learning_curves`, or plot the two series directly with matplotlib.
-# ```
+# :::

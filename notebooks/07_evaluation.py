@@ -540,16 +540,16 @@ assert ft_mi.loc[SIZES[0], "attack_auc"] > 0.5, ft_mi
 #
 # ## Exercises
 #
-# ```{exercise}
+# :::{exercise}
 # :label: ex-eval-1
 #
 # Write `bootstrap_accuracy_ci(correct, n_resamples, seed)` that takes a 0/1 array (1 = the model was
 # right on that test example) and returns the 95 % percentile interval `(low, high)` of the accuracy.
 # Check it with `ftutils.checks.check_bootstrap_ci(bootstrap_accuracy_ci)`, then apply it to the
 # fine-tuned model's predictions above and compare with `evaluation.bootstrap_ci`.
-# ```
+# :::
 #
-# ```{solution} ex-eval-1
+# :::{solution} ex-eval-1
 # :class: dropdown
 #
 # ```python
@@ -565,17 +565,17 @@ assert ft_mi.loc[SIZES[0], "attack_auc"] > 0.5, ft_mi
 # ```
 # Resampling *without* replacement (a permutation) returns the same accuracy every time: the interval
 # collapses to a point. The check recognises that mistake.
-# ```
+# :::
 #
-# ```{exercise}
+# :::{exercise}
 # :label: ex-eval-2
 #
 # Write `attack_auc(member_losses, nonmember_losses)`, the AUC of the loss-threshold membership
 # attack (the probability that a random member has a *lower* loss than a random non-member, ties
 # counting half), and check it with `ftutils.checks.check_membership_auc(attack_auc)`.
-# ```
+# :::
 #
-# ```{solution} ex-eval-2
+# :::{solution} ex-eval-2
 # :class: dropdown
 #
 # ```python
@@ -587,39 +587,39 @@ assert ft_mi.loc[SIZES[0], "attack_auc"] > 0.5, ft_mi
 # print(checks.check_membership_auc(attack_auc))
 # ```
 # The pairwise comparison is $O(n^2)$ in memory; `evaluation.auc` does the same with ranks.
-# ```
+# :::
 #
-# ```{exercise}
+# :::{exercise}
 # :label: ex-eval-3
 #
 # Rerun the chapter with `-p SIZES '[40, 120, 360, 1080]'` (several times the time). Does random
 # init reach the fine-tuned model's accuracy at 40 reviews now? Use `evaluation.examples_to_match` and
 # report only what your numbers support.
-# ```
+# :::
 #
-# ```{solution} ex-eval-3
+# :::{solution} ex-eval-3
 # :class: dropdown
 #
 # Typically not: on cpu-tiny's short runs the random-init transformer stays near the majority class even
 # with a thousand reviews, so the answer stays "more than the largest size measured". TF-IDF climbs
 # steadily as reviews are added. (A size larger than the configuration's pool of training reviews
 # enlarges the pool, which changes every run's cache key, so all sizes train again.)
-# ```
+# :::
 #
-# ```{exercise}
+# :::{exercise}
 # :label: ex-eval-4
 #
 # The random-init baseline was not tuned. Give it a fair chance: train it at the largest size with
 # learning rates `[1e-4, 3e-4, 1e-3]` (pass `dataclasses.replace(train_config, learning_rate=lr)` to
 # `evaluation.finetune_method`), choose the best on the validation reviews, and report its test accuracy
 # with a bootstrap interval. Does tuning change the conclusion of the learning curve?
-# ```
+# :::
 #
-# ```{solution} ex-eval-4
+# :::{solution} ex-eval-4
 # :class: dropdown
 #
 # A from-scratch transformer usually wants a larger learning rate than fine-tuning, and gains a few
 # points with it, but a few hundred reviews are far too few to learn a language; the gap to the
 # pretrained model shrinks by less than the width of the intervals. This is why the protocol calls for
 # tuned baselines: a claim that survives tuning the baseline is a stronger claim.
-# ```
+# :::
