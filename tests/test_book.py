@@ -275,3 +275,13 @@ def test_a_cell_tagged_raises_exception_may_fail_but_any_other_failure_stops_the
         '''))
     with pytest.raises(book.ChapterFailed, match="ZeroDivisionError"):
         book.run(tiny_book, only=["01"], build_html=False)
+
+
+def test_times_table_is_copied_between_the_readme_markers(tmp_path):
+    start, end = book.README_MARKERS
+    (tmp_path / "README.md").write_text(f"# Book\n\n{start}\nold table\n{end}\n\nLicences.\n")
+    book.write_times(tmp_path, {("02_core", "cpu-tiny"): (12.5, "2026-01-01 00:00", "2 CPU cores")})
+    readme = (tmp_path / "README.md").read_text()
+    assert "old table" not in readme
+    assert "| 02_core | cpu-tiny | 12.5 |" in readme
+    assert readme.endswith(f"{end}\n\nLicences.\n")

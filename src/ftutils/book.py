@@ -299,7 +299,25 @@ def write_times(root: Path, rows: dict[tuple[str, str], tuple[float, str, str]])
         lines.append("")
     file.parent.mkdir(parents=True, exist_ok=True)
     file.write_text("\n".join(lines))
+    _copy_into_readme(root, lines[6:])
     return file
+
+
+README_MARKERS = ("<!-- execution-times:start -->", "<!-- execution-times:end -->")
+
+
+def _copy_into_readme(root: Path, table: list[str]) -> None:
+    """Replace the text between the README's execution-time markers (if it has them) by ``table``."""
+    readme = root / "README.md"
+    if not readme.is_file():
+        return
+    text = readme.read_text()
+    start, end = README_MARKERS
+    if start not in text or end not in text:
+        return
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    readme.write_text(head + start + "\n" + "\n".join(table).rstrip() + "\n" + end + tail)
 
 
 def read_times(file: Path) -> dict[tuple[str, str], tuple[float, str, str]]:
