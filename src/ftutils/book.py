@@ -216,7 +216,7 @@ def execute_chapter(root: Path, chapter: Chapter, config: str, params: dict[str,
         nbformat.write(notebook, source)
         started = time.perf_counter()
         try:
-            with _expected_errors_allowed():
+            with expected_errors_allowed():
                 papermill.execute_notebook(
                     str(source), str(out), parameters={"CONFIG": config, **params}, kernel_name="python3",
                     language="python", cwd=str(root), progress_bar=False, log_output=False,
@@ -233,7 +233,7 @@ def execute_chapter(root: Path, chapter: Chapter, config: str, params: dict[str,
 
 
 @contextlib.contextmanager
-def _expected_errors_allowed() -> Any:
+def expected_errors_allowed() -> Any:
     """Let cells tagged ``raises-exception`` fail, as nbclient and nbval already do.
 
     A chapter shows some errors on purpose (the article's bugs). nbclient keeps executing after such a
