@@ -42,6 +42,39 @@ def test_sequence_classification_head_has_the_labels_and_is_the_only_new_part() 
     assert all(p.dtype == torch.float32 for p in model.parameters())
 
 
+def test_mean_pooling_head_classifies_the_pretrained_mean_and_drops_the_unused_pooler() -> None:
+    model, tokenizer = models.load("minilm", "sequence-classification", labels=LABELS, pooling="mean")
+    base, _ = models.load("minilm", "base")
+    assert isinstance(model, models.MeanPoolingClassifier)
+    assert models.new_parameter_names(model) == ["classifier.weight", "classifier.bias"]
+    assert model.config.id2label == dict(enumerate(LABELS))
+    # The [CLS] pooler would get no gradient (an error under DDP), so it is gone; the rest is the checkpoint.
+    assert not any("pooler" in n for n, _ in model.named_parameters())
+    for name, param in model.encoder.named_parameters():
+        assert torch.equal(param, base.get_parameter(name)), name
+    out, batch = _forward(model, tokenizer)
+    hidden = base(**batch).last_hidden_state
+    mask = batch["attention_mask"].unsqueeze(-1).float()
+    expected = model.classifier((hidden * mask).sum(1) / mask.sum(1))
+    assert torch.allclose(out.logits, expected, atol=1e-5)
+    loss = model(**batch, labels=torch.tensor([0, 2])).loss
+    assert loss.ndim == 0 and torch.isfinite(loss)
+
+
+def test_mean_pooling_from_scratch_lists_every_parameter_as_new() -> None:
+    model, _ = models.load("minilm", "sequence-classification", num_labels=2, pooling="mean", pretrained=False)
+    assert models.new_parameter_names(model) == [n for n, _ in model.named_parameters()]
+
+
+@pytest.mark.parametrize("kwargs, pattern", [
+    (dict(task="sequence-classification", pooling="max"), "Unknown pooling 'max': expected one of 'model', 'mean'"),
+    (dict(task="token-classification", pooling="mean"), "applies to task 'sequence-classification' only"),
+])
+def test_bad_pooling_is_rejected_with_the_choices(kwargs: dict, pattern: str) -> None:
+    with pytest.raises(ValueError, match=pattern):
+        models.load("minilm", **kwargs)
+
+
 def test_token_classification_gives_one_score_per_token_and_label() -> None:
     model, tokenizer = models.load("minilm", "token-classification", num_labels=5)
     out, batch = _forward(model, tokenizer)

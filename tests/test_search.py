@@ -135,3 +135,29 @@ def test_train_classifier_objective_and_its_cache(tiny_model_dir, tmp_path, monk
     assert a == b and len(calls) == 1  # the second call is read from the cache
     objective({"learning_rate": 1e-3, "batch_size": 16})
     assert len(calls) == 2
+    # a seed parameter is a new training seed (a new result), and spec["seed"] is the default one
+    objective({"learning_rate": 1e-3, "batch_size": 16, "seed": 1})
+    assert len(calls) == 3 and calls[-1]["seed"] == 1
+    objective({"learning_rate": 1e-3, "batch_size": 16, "seed": 0})
+    assert len(calls) == 3
+
+
+def test_train_classifier_builds_the_head_the_spec_asks_for(tiny_model_dir, monkeypatch):
+    from ftutils import models
+
+    built = []
+    real_load = models.load
+
+    def recording_load(*args, **kwargs):
+        model, tokenizer = real_load(*args, **kwargs)
+        built.append(model)
+        return model, tokenizer
+
+    monkeypatch.setattr(models, "load", recording_load)
+    spec = {"model": tiny_model_dir, "dataset": "rotten_tomatoes", "n_train": 32, "n_eval": 16, "max_length": 16,
+            "seed": 0, "epochs": 1, "batch_size": 16, "pooling": "mean"}
+    out = search.train_classifier({"learning_rate": 1e-3}, spec)
+    assert out["steps"] == 2
+    assert isinstance(built[-1], models.MeanPoolingClassifier)
+    search.train_classifier({"learning_rate": 1e-3}, {**spec, "pooling": "model"})
+    assert not isinstance(built[-1], models.MeanPoolingClassifier)

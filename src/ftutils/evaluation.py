@@ -379,66 +379,11 @@ def _scores(pred: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
             "test_predictions": pred.astype(int).tolist()}
 
 
-class _Output(dict):
-    """``out.loss`` / ``out.logits`` like a transformers ModelOutput."""
-
-    def __getattr__(self, key: str) -> Any:
-        try:
-            return self[key]
-        except KeyError:
-            raise AttributeError(key) from None
-
-
-def _mean_pooling_classifier_class() -> type:
-    import torch
-
-    class MeanPoolingClassifier(torch.nn.Module):
-        """A sequence classifier that averages the encoder's last hidden states (no [CLS] pooler).
-
-        Sentence-embedding checkpoints such as all-MiniLM-L6-v2 were trained with *mean pooling*: their
-        [CLS] vector (what ``BertForSequenceClassification`` classifies) carries little of the sentence,
-        while the mean of the token vectors carries it all. This head classifies that mean, so
-        fine-tuning starts from the representation the checkpoint was trained to produce. It follows
-        the Hugging Face calling convention (``model(input_ids, attention_mask, labels)`` returns
-        ``.loss`` and ``.logits``) and lists its new parameters in ``ftutils_new_parameters``.
-
-        Example:
-            >>> import torch, transformers
-            >>> cfg = transformers.BertConfig(vocab_size=20, hidden_size=8, num_hidden_layers=1,
-            ...                               num_attention_heads=2, intermediate_size=8)
-            >>> m = MeanPoolingClassifier(transformers.BertModel(cfg), num_labels=3)
-            >>> m(torch.tensor([[1, 2, 3]]), labels=torch.tensor([2])).logits.shape
-            torch.Size([1, 3])
-        """
-
-        def __init__(self, encoder: Any, num_labels: int) -> None:
-            super().__init__()
-            self.encoder = encoder
-            self.config = encoder.config
-            self.classifier = torch.nn.Linear(encoder.config.hidden_size, num_labels)
-            self.ftutils_new_parameters = ("classifier.weight", "classifier.bias")
-
-        def forward(self, input_ids: Any, attention_mask: Any = None, labels: Any = None, **unused: Any) -> _Output:
-            if attention_mask is None:
-                attention_mask = torch.ones_like(input_ids)
-            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
-            logits = self.classifier(pooled)
-            out = _Output(logits=logits)
-            if labels is not None:
-                out["loss"] = torch.nn.functional.cross_entropy(logits.float(), labels)
-            return _Output(loss=out.get("loss"), logits=logits) if labels is not None else out
-
-    return MeanPoolingClassifier
-
-
-def __getattr__(name: str) -> Any:  # build the torch class on first use: importing this module stays light
+def __getattr__(name: str) -> Any:  # kept for chapter 7's spelling; the class lives in ftutils.models
     if name == "MeanPoolingClassifier":
-        cls = _mean_pooling_classifier_class()
-        cls.__module__ = __name__
-        globals()[name] = cls
-        return cls
+        from ftutils.models import MeanPoolingClassifier
+
+        return MeanPoolingClassifier
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -273,7 +273,8 @@ def _tokenized(model: str, dataset: str, n_train: int | None, n_eval: int | None
 def train_classifier(params: Mapping[str, Any], spec: Mapping[str, Any]) -> dict[str, Any]:
     """Fine-tune ``spec["model"]`` on ``spec["dataset"]`` with ``params`` and return validation metrics.
 
-    ``spec``: ``model``, ``dataset``, ``n_train``, ``n_eval``, ``max_length``, ``seed`` and any
+    ``spec``: ``model``, ``dataset``, ``n_train``, ``n_eval``, ``max_length``, ``seed``, optionally
+    ``pooling`` (see :func:`ftutils.models.load`; default ``"model"``) and any
     :class:`ftutils.trainer.TrainingConfig` field as the default for every trial (e.g. ``epochs``,
     ``batch_size``, ``learning_rate``, ``mixed_precision``). ``params``: the trial's values, names from
     :data:`TUNABLE`, plus ``l2sp`` (L2-SP strength λ, 0 = off). Returns ``accuracy``, ``loss``,
@@ -294,14 +295,15 @@ def train_classifier(params: Mapping[str, Any], spec: Mapping[str, Any]) -> dict
     tokenized, tokenizer, labels = _tokenized(spec["model"], spec["dataset"], spec["n_train"], spec["n_eval"],
                                               int(spec["max_length"]), int(spec["seed"]))
     l2sp = float(params.get("l2sp", spec.get("l2sp", 0.0)))
-    fields = {k: v for k, v in spec.items() if k not in required and k != "l2sp"}
+    fields = {k: v for k, v in spec.items() if k not in required and k not in ("l2sp", "pooling")}
     fields.update({k: v for k, v in params.items() if k != "l2sp"})
     fields.setdefault("seed", int(spec["seed"]))
     fields.setdefault("progress", False)
     fields.setdefault("eval_strategy", "no")
     config = trainer.TrainingConfig(**fields)
     transformers.set_seed(config.seed)
-    model, _ = models.load(spec["model"], "sequence-classification", labels=labels)
+    model, _ = models.load(spec["model"], "sequence-classification", labels=labels,
+                           pooling=spec.get("pooling", "model"))
     reg = regularizers.make_regularizer("l2sp", model, l2sp) if l2sp > 0 else None
     result = trainer.train(model, tokenized["train"], tokenized["validation"], config=config,
                            tokenizer=tokenizer, regularizer=reg)
@@ -317,7 +319,8 @@ def cached_objective(
     :func:`ftutils.experiments.run_grid`.
 
     The cache key holds ``experiment``, the whole ``spec`` and the merged parameters, so equal trials of
-    two searches, of parallel workers, or of two runs of a chapter train once.
+    two searches, of parallel workers, or of two runs of a chapter train once. A ``seed`` parameter
+    changes the training seed only (``spec["seed"]``, its default, also chooses the data subset).
     """
     from ftutils import experiments
 
@@ -327,7 +330,10 @@ def cached_objective(
 
     def objective(params: dict[str, Any]) -> float:
         params = {**base, **params}
-        df = experiments.run_grid([params], [int(spec["seed"])], lambda s, _seed: train_classifier(s, spec),
+        # A trial's "seed" is the training seed (head init, batch order, dropout); run_grid keys results
+        # by seed itself, so it travels there, and spec["seed"] (which also draws the data) stays put.
+        seed = int(params.pop("seed", spec["seed"]))
+        df = experiments.run_grid([params], [seed], lambda s, sd: train_classifier({**s, "seed": sd}, spec),
                                   config=config, experiment=name, root=root, progress=False)
         return float(df[metric].iloc[0])
 
