@@ -22,6 +22,8 @@ Example:
 
 from __future__ import annotations
 
+import warnings
+
 from collections.abc import Sequence
 from typing import Any
 
@@ -65,7 +67,10 @@ def add_lora(
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(target_modules),
                         layers_to_transform=list(layers) if layers is not None else None,
                         modules_to_save=save, bias="none")
-    return get_peft_model(model, config)
+    with warnings.catch_warnings():
+        # peft asks transformers 5 for `is_gradient_checkpointing`, deprecated there: not the reader's concern
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(model, config)
 
 
 def trainable_parameters(model: torch.nn.Module) -> tuple[int, int]:
