@@ -44,7 +44,7 @@ from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 from sklearn.manifold import TSNE
 
-from ftutils import colab, config, data, models
+from ftutils import colab, config, data, evaluation, models
 
 CONFIG = colab.auto_config(CONFIG)
 # The fine-tuning demo takes only ~30 optimizer steps on cpu-tiny; at the config's learning rate
@@ -217,22 +217,9 @@ print(data.describe(reviews))
 # architecture whose weights are random (`pretrained=False`).
 
 # %%
-def embed(model: torch.nn.Module, tokenizer, texts: list[str], batch_size: int = 64) -> np.ndarray:
-    """Mean-pooled last-layer vectors, one row per text (padding excluded from the mean)."""
-    model.eval()
-    order = np.argsort([len(t) for t in texts])  # similar lengths together: less padding, faster
-    rows = []
-    with torch.inference_mode():
-        for start in range(0, len(texts), batch_size):
-            chunk = [texts[i] for i in order[start:start + batch_size]]
-            batch = tokenizer(chunk, padding=True, truncation=True, max_length=cfg.max_length,
-                              return_tensors="pt").to(device)
-            hidden = model(**batch).last_hidden_state
-            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            rows.append(((hidden * mask).sum(1) / mask.sum(1)).float().cpu().numpy())
-    vectors = np.empty((len(texts), rows[0].shape[1]), dtype=np.float32)
-    vectors[order] = np.concatenate(rows)
-    return vectors
+def embed(model: torch.nn.Module, tokenizer, texts: list[str]) -> np.ndarray:
+    """Mean-pooled last-layer vectors, one row per text: the average of the token vectors, padding excluded."""
+    return evaluation.mean_pooled_features(model, tokenizer, texts, max_length=cfg.max_length)
 
 
 def probe_accuracy(train_x: np.ndarray, test_x: np.ndarray) -> float:
