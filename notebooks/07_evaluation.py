@@ -181,7 +181,7 @@ print(f"majority-class test accuracy {majority_accuracy:.3f}")
 # The four methods, each a function of (training indices, seed) built by `ftutils.evaluation`:
 #
 # * **fine-tuned**: MiniLM with its pretrained weights and a new head on the *mean* of its token
-#   vectors (`evaluation.MeanPoolingClassifier`: this checkpoint was trained to produce sentence vectors
+#   vectors (`models.load(..., pooling="mean")`: this checkpoint was trained to produce sentence vectors
 #   by mean pooling, so its [CLS] vector, which `AutoModelForSequenceClassification` would classify,
 #   carries little), every weight trained. A short run from a random head barely moves a pretrained
 #   classifier, so we use *linear probing then fine-tuning* (LP-FT, {cite}`kumar2022finetuning`): the
@@ -195,8 +195,9 @@ print(f"majority-class test accuracy {majority_accuracy:.3f}")
 # %%
 def make_classifier(pretrained: bool):
     """MiniLM (pretrained or random weights) with a mean-pooling classification head."""
-    encoder = models.load(cfg.encoder, "base", pretrained=pretrained)[0]
-    return evaluation.MeanPoolingClassifier(encoder, num_labels=len(label_names)).to(device)
+    model, _ = models.load(cfg.encoder, "sequence-classification", labels=label_names, pretrained=pretrained,
+                           pooling="mean")
+    return model.to(device)
 
 
 train_config = trainer.TrainingConfig.from_book_config(cfg, eval_strategy="no", progress=False, warmup=0.1)

@@ -20,6 +20,7 @@ import transformers
 matplotlib.use("Agg")
 
 from ftutils import evaluation as ev
+from ftutils import models
 from ftutils.metrics import accuracy
 from ftutils.trainer import TrainingConfig
 
@@ -273,7 +274,7 @@ def test_mean_pooling_classifier_ignores_padding_and_lists_its_head():
     torch.manual_seed(0)
     encoder = transformers.BertModel(transformers.BertConfig(vocab_size=30, hidden_size=16, num_hidden_layers=1,
                                                              num_attention_heads=2, intermediate_size=16))
-    model = ev.MeanPoolingClassifier(encoder, num_labels=2).eval()
+    model = models.MeanPoolingClassifier(encoder, num_labels=2).eval()
     short = model(torch.tensor([[1, 5, 6]]), attention_mask=torch.tensor([[1, 1, 1]])).logits
     padded = model(torch.tensor([[1, 5, 6, 0, 0]]), attention_mask=torch.tensor([[1, 1, 1, 0, 0]])).logits
     assert torch.allclose(short, padded, atol=1e-5)

@@ -298,6 +298,8 @@ def mean_pooled_features(model: Any, tokenizer: Any, texts: Sequence[str], *, ma
     """
     import torch
 
+    from ftutils.models import mean_pool
+
     texts = list(texts)
     if not texts:
         raise ValueError("texts is empty: expected at least one text to embed.")
@@ -314,8 +316,7 @@ def mean_pooled_features(model: Any, tokenizer: Any, texts: Sequence[str], *, ma
             hidden = getattr(out, "last_hidden_state", None)
             if hidden is None:  # a model with a task head: ask for the hidden states
                 hidden = model(**batch, output_hidden_states=True).hidden_states[-1]
-            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            rows.append(((hidden * mask).sum(1) / mask.sum(1).clamp(min=1)).float().cpu().numpy())
+            rows.append(mean_pool(hidden, batch["attention_mask"]).float().cpu().numpy())
     vectors = np.empty((len(texts), rows[0].shape[1]), dtype=np.float32)
     vectors[order] = np.concatenate(rows)
     return vectors
@@ -377,14 +378,6 @@ def _scores(pred: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
     return {"accuracy": metrics.accuracy(pred, labels),
             "macro_f1": metrics.macro_f1(pred, labels, labels=sorted(set(labels.tolist()))),
             "test_predictions": pred.astype(int).tolist()}
-
-
-def __getattr__(name: str) -> Any:  # kept for chapter 7's spelling; the class lives in ftutils.models
-    if name == "MeanPoolingClassifier":
-        from ftutils.models import MeanPoolingClassifier
-
-        return MeanPoolingClassifier
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def head_module(model: Any) -> Any:

@@ -446,6 +446,18 @@ def new_parameter_names(model: torch.nn.Module) -> list[str]:
     return list(names)
 
 
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The mean of each sequence's token vectors over its non-padding positions: ``(batch, hidden)``.
+
+    Example:
+        >>> hidden = torch.tensor([[[1.0], [3.0], [100.0]]])  # the third position is padding
+        >>> mean_pool(hidden, torch.tensor([[1, 1, 0]]))
+        tensor([[2.]])
+    """
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+
+
 class ClassifierOutput(dict):
     """What :class:`MeanPoolingClassifier` returns: ``out.loss`` / ``out.logits`` like a transformers ModelOutput."""
 
@@ -489,9 +501,7 @@ class MeanPoolingClassifier(torch.nn.Module):
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
-        logits = self.classifier(pooled)
+        logits = self.classifier(mean_pool(hidden, attention_mask))
         if labels is None:
             return ClassifierOutput(logits=logits)
         return ClassifierOutput(loss=torch.nn.functional.cross_entropy(logits.float(), labels), logits=logits)
