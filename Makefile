@@ -11,7 +11,7 @@ export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PYTHONHASHSEED := 0
 
-.PHONY: setup assets book html test unit chapters check-sync clean
+.PHONY: setup assets book html test unit chapters check-sync compare seeds clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,16 @@ unit: assets
 
 check-sync: setup
 	$(PY) -m ftutils.book check-sync
+
+# After `make book`: every checked output equals the one recorded in colab/ (CI runs `make book` on an
+# empty cache, so this catches results that depend on cache state or on what ran before).
+compare: setup
+	$(PY) -m ftutils.book compare
+
+# Every chapter for SEED 0, 1 and 2, asserts only (no output comparison): claims must hold for each.
+SEEDS ?= 0 1 2
+seeds: assets
+	$(PY) -m ftutils.book run --config $(CONFIG) --seeds $(SEEDS)
 
 chapters: assets check-sync
 	$(PY) -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg colab

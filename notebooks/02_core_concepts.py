@@ -25,49 +25,44 @@
 
 # %% tags=["parameters"]
 CONFIG = "cpu-tiny"  # "cpu-tiny" (offline, CPU, minutes) or "gpu" (full data)
+SEED = 0  # seeds every random draw: the review sample, new weights, shuffling, dropout
 PROJECTION = "pca"  # how reviews are drawn in 2-D: "pca" or "tsne"
 FINETUNE_EPOCHS = 1  # passes over the training reviews in the fine-tuning demo
 FINETUNE_EXAMPLES = 500  # training reviews the demo fine-tunes on; None means every training review of the config
 
 # %%
 import time
-import warnings
 
-warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets: noise
-
-import datasets
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-import transformers
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 from sklearn.manifold import TSNE
 
-from ftutils import colab, config, data, evaluation, models
+from ftutils import chapter, data, evaluation, models
 
-CONFIG = colab.auto_config(CONFIG)
 # The fine-tuning demo takes only ~30 optimizer steps on cpu-tiny; at the config's learning rate
 # (5e-5, batch 32) it measured barely above the majority class, at 1e-4 with batch 16 near the probe.
 CHAPTER_SIZES = {"cpu-tiny": dict(batch_size=16, learning_rate=1e-4)}
-cfg = config.get_config(CONFIG, **CHAPTER_SIZES.get(CONFIG, {}))
-if PROJECTION not in ("pca", "tsne"):
-    raise ValueError(f"PROJECTION={PROJECTION!r} is not allowed: expected 'pca' or 'tsne'.")
-if not (isinstance(FINETUNE_EPOCHS, int) and FINETUNE_EPOCHS >= 1):
-    raise ValueError(f"FINETUNE_EPOCHS={FINETUNE_EPOCHS!r} is not allowed: expected a positive integer.")
-if FINETUNE_EXAMPLES is not None and not (isinstance(FINETUNE_EXAMPLES, int) and FINETUNE_EXAMPLES >= 1):
-    raise ValueError(f"FINETUNE_EXAMPLES={FINETUNE_EXAMPLES!r} is not allowed: expected a positive integer or None.")
+cfg = chapter.start(CONFIG, SEED, CHAPTER_SIZES)
+chapter.check("PROJECTION", PROJECTION, choices=("pca", "tsne"))
+chapter.check("FINETUNE_EPOCHS", FINETUNE_EPOCHS, kind=int, minimum=1)
+chapter.check("FINETUNE_EXAMPLES", FINETUNE_EXAMPLES, kind=int, minimum=1, allow_none=True)
 device = "cuda" if torch.cuda.is_available() else "cpu"
-transformers.set_seed(cfg.seed)
-transformers.logging.disable_progress_bar()  # progress bars would clutter the page
-datasets.disable_progress_bars()
-print(f"config {cfg.name}: encoder {cfg.encoder}, decoder {cfg.decoder}, device {device}")
+print(f"config {cfg.name}, seed {cfg.seed}: encoder {cfg.encoder}, decoder {cfg.decoder}, device {device}")
 
 # %% [markdown]
 # ## Two pretrained language models
 #
 # `ftutils.models.load(name, task)` returns a model and its tokenizer. The task `"base"` gives the
 # encoder without any head; `"causal-lm"` gives the decoder with its next-token head.
+#
+# Offline, the decoder's weights come from a registry package as a **4-bit GGUF file** (Q4_1: blocks of
+# 32 weights share a scale and an offset) of the instruction-tuned SmolLM2-135M-Instruct. `ftutils`
+# dequantises it once to an fp32 folder, so every chapter starts from the *quantised* model, slightly
+# off the original bf16 checkpoint: its predictions are close to, not identical with, those of
+# `HuggingFaceTB/SmolLM2-135M-Instruct` on the hub.
 
 # %%
 encoder, enc_tok = models.load(cfg.encoder, "base")
@@ -141,12 +136,14 @@ enc_parts, dec_parts = summarise_blocks(enc_blocks), summarise_blocks(dec_blocks
 assert max(enc_blocks, key=enc_blocks.get).endswith("word_embeddings"), enc_blocks
 assert max(dec_blocks, key=dec_blocks.get).endswith("embed_tokens"), dec_blocks
 assert enc_parts["embeddings"] / sum(enc_parts.values()) > dec_parts["embeddings"] / sum(dec_parts.values())
+assert decoder.config.hidden_size / encoder.config.hidden_size == 1.5, (decoder.config.hidden_size, encoder.config.hidden_size)
+assert decoder.config.num_hidden_layers == 5 * encoder.config.num_hidden_layers
 
 # %% [markdown]
 # In both models the single largest block is the token-embedding matrix (one vector per vocabulary
 # entry), and it is a larger share of the small encoder than of the decoder: a small model spends much
-# of its budget just on *naming* tokens. Each Transformer layer of the decoder is twice as wide and there
-# are five times as many of them.
+# of its budget just on *naming* tokens. Each Transformer layer of the decoder is 1.5 times as wide
+# (hidden size 576 against 384) and there are five times as many of them (30 against 6).
 #
 # ### What each model predicts
 #

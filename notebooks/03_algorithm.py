@@ -26,6 +26,7 @@
 
 # %% tags=["parameters"]
 CONFIG = "cpu-tiny"  # "cpu-tiny" (offline, CPU, minutes) or "gpu" (full data)
+SEED = 0  # seeds every random draw: the review sample, new heads, shuffling, dropout
 LAMBDAS = [0.0, 0.01, 1.0, 100.0]  # strengths λ of the L2-SP sweep; 0 is the unregularised baseline
 COMPARE_LAMBDAS = None  # λ > 0 for the decoupled form and weight decay; None: the largest λ on cpu-tiny, all on gpu
 N_SEEDS = None  # repeats per setting; None takes the config's n_seeds
@@ -33,20 +34,14 @@ N_SEEDS = None  # repeats per setting; None takes the config's n_seeds
 # %%
 import math
 import time
-import warnings
 
-warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets: noise
-
-import datasets
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
-import transformers
 
-from ftutils import batching, checks, colab, config, data, experiments, models, regularizers, trainer
+from ftutils import batching, chapter, checks, data, experiments, models, regularizers, trainer
 
-CONFIG = colab.auto_config(CONFIG)
 # A short run per setting: the grid below trains (forms x λ + 1) x seeds models, and the whole chapter
 # must fit in a few minutes on two CPU cores. Small batches and a larger learning rate give 48 steps
 # per run, enough to lift MiniLM clearly above the majority class (16 steps of batch 16 at 1e-4 did not,
@@ -55,22 +50,17 @@ SHORT_RUN = {
     "cpu-tiny": dict(n_train=384, n_eval=256, max_length=32, epochs=1, batch_size=8, learning_rate=2e-4),
     "gpu": {},
 }
-cfg = config.get_config(CONFIG, **SHORT_RUN.get(CONFIG, {}), extra={"warmup": 0.1, "head_lr_multiplier": 10.0})
-N_SEEDS = cfg.n_seeds if N_SEEDS is None else N_SEEDS
-for name, values in (("LAMBDAS", LAMBDAS), ("COMPARE_LAMBDAS", COMPARE_LAMBDAS or [1.0])):
-    if not values or any(isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 for v in values):
-        raise ValueError(f"{name}={values!r} is not allowed: expected a non-empty list of numbers >= 0.")
-if not (isinstance(N_SEEDS, int) and N_SEEDS >= 1):
-    raise ValueError(f"N_SEEDS={N_SEEDS!r} is not allowed: expected a positive integer or None.")
+cfg = chapter.start(CONFIG, SEED, SHORT_RUN, extra={"warmup": 0.1, "head_lr_multiplier": 10.0})
+N_SEEDS = chapter.check("N_SEEDS", cfg.n_seeds if N_SEEDS is None else N_SEEDS, kind=int, minimum=1)
+SEEDS = cfg.seeds(N_SEEDS)  # training seeds of every setting: a block of its own for each SEED
+chapter.check("LAMBDAS", LAMBDAS, items=float, minimum=0)
+chapter.check("COMPARE_LAMBDAS", COMPARE_LAMBDAS, items=float, minimum=0, allow_none=True)
 LAMBDAS = sorted({0.0, *(float(v) for v in LAMBDAS)})
 if COMPARE_LAMBDAS is None:
-    COMPARE_LAMBDAS = LAMBDAS[-1:] if CONFIG == "cpu-tiny" else LAMBDAS[1:]
+    COMPARE_LAMBDAS = LAMBDAS[-1:] if cfg.name == "cpu-tiny" else LAMBDAS[1:]
 COMPARE_LAMBDAS = sorted(float(v) for v in COMPARE_LAMBDAS if v > 0)
 FORMS = {"l2sp": LAMBDAS[1:], "l2sp-decoupled": COMPARE_LAMBDAS, "weight-decay": COMPARE_LAMBDAS}
 device = "cuda" if torch.cuda.is_available() else "cpu"
-transformers.set_seed(cfg.seed)
-transformers.logging.set_verbosity_error()  # the "newly initialised head" report, once per run, is noise here
-datasets.disable_progress_bars()
 print(f"config {cfg.name}: {cfg.encoder}, {cfg.n_train or 'all'} training reviews, {cfg.epochs} epoch(s), "
       f"lr {cfg.learning_rate:g}, {N_SEEDS} seeds, device {device}")
 
@@ -294,8 +284,7 @@ print(f"tokenised to at most {cfg.max_length} tokens; training: {cfg.epochs} epo
 # %%
 def train_once(settings: dict, seed: int) -> dict:
     """Fine-tune a fresh model with one regulariser; return accuracy, distance per layer and history."""
-    transformers.set_seed(seed)
-    model, _ = models.load(cfg.encoder, "sequence-classification", labels=label_names)
+    model, _ = models.load(cfg.encoder, "sequence-classification", labels=label_names, seed=seed)
     reg = regularizers.make_regularizer(settings["kind"], model, settings["strength"])
     run = trainer.TrainingConfig.from_book_config(
         cfg, seed=seed, warmup=cfg.extra["warmup"], head_lr_multiplier=cfg.extra["head_lr_multiplier"],
@@ -320,7 +309,7 @@ print(f"{len(grid)} settings x {N_SEEDS} seeds = {len(grid) * N_SEEDS} runs")
 
 # %%
 started = time.perf_counter()
-runs = experiments.run_grid(grid, range(N_SEEDS), train_once, config=cfg, experiment="ch03-l2sp-grid")
+runs = experiments.run_grid(grid, SEEDS, train_once, config=cfg, experiment="ch03-l2sp-grid")
 grid_seconds = time.perf_counter() - started
 print(f"{len(runs)} runs ready in {grid_seconds:.0f} s ({int(runs['cached'].sum())} from the cache)")
 
@@ -472,7 +461,7 @@ for lam in strong:
 # %%
 reproduce = pd.DataFrame([
     {"form": s["kind"], "λ": s["strength"],
-     "call": f"train_once({{'kind': {s['kind']!r}, 'strength': {s['strength']:g}}}, seed) for seed in range({N_SEEDS})"}
+     "call": f"train_once({{'kind': {s['kind']!r}, 'strength': {s['strength']:g}}}, seed) for seed in {SEEDS}"}
     for s in grid])
 reproduce
 
@@ -485,8 +474,11 @@ reproduce
 # * In a quadratic approximation each direction moves the fraction $h_k/(h_k+2\lambda)$ of the way from
 #   $\theta_p$ to the data's optimum: well-determined directions learn, the rest keep their pretrained
 #   values.
-# * Weight decay pulls towards $0$ instead and, when strong, erases what pretraining learned; L2-SP at
-#   $\lambda\to\infty$ degrades gracefully into feature extraction.
+# * Weight decay pulls towards $0$ instead and, when strong, erases what pretraining learned. L2-SP at
+#   $\lambda\to\infty$ pins the pretrained layers at $\theta_p$ and trains the head alone: it turns into
+#   feature extraction, never into forgetting. How good that model is depends on how well the frozen
+#   features suit the head and the task; chapter 7 measures a probe on frozen features against
+#   fine-tuning.
 # * As a Bayesian MAP estimate, L2-SP is a Gaussian prior $\mathcal N(\theta_p,\sigma^2 I)$ with
 #   $\lambda = 1/(2N\sigma^2)$: strength is trust in the pretrained weights, and should fall as data grow.
 # * With Adam, a penalty in the loss and a decoupled pull are different regularisers with different

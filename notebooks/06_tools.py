@@ -29,6 +29,7 @@
 
 # %% tags=["parameters"]
 CONFIG = "cpu-tiny"  # "cpu-tiny" (offline, CPU, a few minutes) or "gpu" (all reviews)
+SEED = 0  # seeds every random draw: the data samples, new heads, shuffling, dropout, the searches
 N_TRIALS = None  # trials per search method; None means 6 on cpu-tiny and 12 on gpu
 N_WORKERS = 2  # parallel worker processes that finish the stored Optuna study
 L2SP_STRENGTH = 0.01  # λ of the L2-SP penalty in every run of the chapter
@@ -44,22 +45,17 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import warnings
 from pathlib import Path
 
-warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets: noise
-
-import datasets
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import transformers
 
-from ftutils import batching, colab, config, data, metrics, models, plotting, regularizers, search, trainer
+from ftutils import batching, chapter, data, metrics, models, plotting, regularizers, search, trainer
 from ftutils import lightning as ftl
 from ftutils.hf import RegularizedTrainer
 
-CONFIG = colab.auto_config(CONFIG)
 # Some 40 short trainings run in this chapter: on cpu-tiny each sees 128 short texts for one epoch
 # (8 steps of 16), which keeps the chapter within minutes; on gpu each uses every example.
 CHAPTER_SIZES = {
@@ -68,19 +64,11 @@ CHAPTER_SIZES = {
 }
 SWEEP_LEARNING_RATE = 3e-4  # the sweeps' base learning rate; the searches below show it is a good one
 TRIALS = {"cpu-tiny": 6, "gpu": 12}
-cfg = config.get_config(CONFIG, **CHAPTER_SIZES.get(CONFIG, {}))
-if N_TRIALS is None:
-    N_TRIALS = TRIALS[cfg.name]
-if not (isinstance(N_TRIALS, int) and N_TRIALS >= 4):
-    raise ValueError(f"N_TRIALS={N_TRIALS!r} is not allowed: expected an integer >= 4 or None.")
-if not (isinstance(N_WORKERS, int) and 1 <= N_WORKERS < N_TRIALS):
-    raise ValueError(f"N_WORKERS={N_WORKERS!r} is not allowed: expected an integer from 1 to N_TRIALS - 1.")
-if not (isinstance(L2SP_STRENGTH, (int, float)) and L2SP_STRENGTH >= 0):
-    raise ValueError(f"L2SP_STRENGTH={L2SP_STRENGTH!r} is not allowed: expected a number >= 0, e.g. 0.01.")
+cfg = chapter.start(CONFIG, SEED, CHAPTER_SIZES)
+N_TRIALS = chapter.check("N_TRIALS", TRIALS[cfg.name] if N_TRIALS is None else N_TRIALS, kind=int, minimum=4)
+chapter.check("N_WORKERS", N_WORKERS, kind=int, minimum=1, maximum=N_TRIALS - 1)
+chapter.check("L2SP_STRENGTH", L2SP_STRENGTH, kind=float, minimum=0)
 pd.set_option("display.max_colwidth", 100)  # the tables' text columns are sentences
-transformers.logging.set_verbosity_error()
-transformers.logging.disable_progress_bar()
-datasets.disable_progress_bars()
 workdir = Path(tempfile.mkdtemp(prefix="ftbook-06-"))
 print(f"config {cfg.name}: {cfg.encoder}, {cfg.n_train or 'all'} training reviews, max {cfg.max_length} tokens, "
       f"{cfg.epochs} epoch(s), batch {cfg.batch_size}, lr {cfg.learning_rate:g}, {N_TRIALS} trials per search")
@@ -205,7 +193,7 @@ print(f"majority-class accuracy on these validation reviews: {majority:.3f}; cha
 # wraps one such training and keeps its result on disk, so a second run of the chapter reads it back.
 
 # %%
-SEEDS = [cfg.seed, cfg.seed + 1, cfg.seed + 2]
+SEEDS = cfg.seeds(3)
 review_spec = dict(model=cfg.encoder, dataset="rotten_tomatoes", n_train=cfg.n_train, n_eval=cfg.n_eval,
                    max_length=cfg.max_length, seed=cfg.seed, epochs=cfg.epochs, mixed_precision=cfg.mixed_precision,
                    l2sp=L2SP_STRENGTH)

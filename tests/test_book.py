@@ -105,7 +105,7 @@ def test_run_executes_with_parameters_and_a_failing_chapter_names_its_cell(tiny_
     printed = "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs)
     assert "cpu-tiny 42" in printed
     assert executed.metadata["ftutils"] == {"config": "cpu-tiny", "parameters": {"N_ITEMS": 21},
-                                            "seconds": round(times["01_ok"], 1)}
+                                            "seconds": round(times["01_ok"], 1), "book_config": None}
     table = (tiny_book / book.TIMES_FILE).read_text()
     assert "| 01_ok | cpu-tiny N_ITEMS=21 |" in table
 
@@ -285,3 +285,61 @@ def test_times_table_is_copied_between_the_readme_markers(tmp_path):
     assert "old table" not in readme
     assert "| 02_core | cpu-tiny | 12.5 |" in readme
     assert readme.endswith(f"{end}\n\nLicences.\n")
+
+
+def test_run_seeds_executes_every_seed_and_reports_each_failing_one(tiny_book):
+    (tiny_book / "notebooks" / "02_claim.py").write_text(textwrap.dedent('''\
+        # %% tags=["parameters"]
+        CONFIG = "cpu-tiny"
+        SEED = 0
+
+        # %%
+        assert SEED != 1, "the claim fails for this seed"
+        print("claim holds", SEED)
+        '''))
+    failures = book.run_seeds(tiny_book, [0, 1], only=["02"])
+    assert list(failures) == [("02_claim", 1)]
+    assert "the claim fails for this seed" in failures[("02_claim", 1)]
+    passed = nbformat.read(tiny_book / book.SEEDS_DIR / "seed-0" / "02_claim.ipynb", as_version=4)
+    assert "claim holds 0" in passed.cells[-1].outputs[0]["text"]
+    assert not (tiny_book / "executed" / "02_claim.ipynb").exists()
+    assert not (tiny_book / book.TIMES_FILE).exists()
+    with pytest.raises(book.BookError, match="--seeds"):
+        book.run_seeds(tiny_book, [-1])
+
+
+def test_compare_finds_a_changed_checked_output_and_ignores_the_rest(tiny_book):
+    (tiny_book / "notebooks" / "01_ok.py").write_text(chapter_source('''\
+        print("took 3.2 s")
+
+        # %% tags=["nbval-check-output"]
+        print("accuracy", N_ITEMS)
+
+        # %%
+        print("unchecked", N_ITEMS)
+        '''))
+    book.run(tiny_book, "cpu-tiny", ["01"], build_html=False)
+    book.sync(tiny_book)
+    assert book.compare(tiny_book) == []
+    book.run(tiny_book, "cpu-tiny", ["01"], {"N_ITEMS": 4}, build_html=False)
+    problems = book.compare(tiny_book)
+    assert len(problems) == 1 and "01_ok, checked cell 1" in problems[0] and "accuracy 4" in problems[0]
+
+
+def test_sanitizers_read_the_nbval_rules_of_the_repository():
+    rules = book.sanitizers(REPO)
+    text = "trained in 12.5 s at 40 samples/s"
+    for pattern, replacement in rules:
+        text = pattern.sub(replacement, text)
+    assert text == "trained in <DURATION> at <RATE>"
+
+
+def test_sizes_table_is_written_from_what_chapters_ran(tiny_book):
+    (tiny_book / "notebooks" / "02_sized.py").write_text(chapter_source(
+        'from ftutils import chapter\ncfg = chapter.start(CONFIG, 0, {"cpu-tiny": {"epochs": 1, "n_train": 96}})\n'))
+    book.run(tiny_book, "cpu-tiny", ["02"], build_html=False)
+    table = (tiny_book / book.SIZES_FILE).read_text()
+    assert "| 02_sized | 96 | 500 | 64 | 1 | 32 | 5e-05 | 3 |" in table
+    assert "01_ok" not in table  # never executed here
+    book.run(tiny_book, "cpu-tiny", ["02"], {"N_ITEMS": 5}, build_html=False)  # a run with -p: table kept
+    assert (tiny_book / book.SIZES_FILE).read_text() == table

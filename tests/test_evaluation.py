@@ -144,7 +144,8 @@ def test_probe_and_tfidf_methods_learn_and_tune_C():
     assert tfidf(np.arange(40), 0)["accuracy"] == 1.0
 
 
-def _tiny_bert(pretrained: bool) -> transformers.PreTrainedModel:
+def _tiny_bert(pretrained: bool, seed: int) -> transformers.PreTrainedModel:
+    torch.manual_seed(seed)
     cfg = transformers.BertConfig(vocab_size=60, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                                   intermediate_size=64, max_position_embeddings=64, num_labels=2,
                                   hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
@@ -171,7 +172,8 @@ def test_finetune_method_trains_scores_and_runs_the_attack():
     r = method(np.arange(48), seed=0)
     assert r["epochs"] == 10 and r["steps"] == 30
     assert r["accuracy"] > 0.8, r["accuracy"]
-    assert len(r["test_predictions"]) == 40 and 0.0 <= r["mi_auc"] <= 1.0
+    assert len(r["test_predictions"]) == 40 and 0.0 <= r["mi_auc"] <= 1.0 and 0.0 <= r["mi_auc_before"] <= 1.0
+    assert r["mi_auc"] != r["mi_auc_before"], "the attack before and after training saw the same model"
     assert r["member_loss"] <= r["nonmember_loss"] + 0.05
 
 
@@ -223,7 +225,7 @@ def test_mean_pooled_features_ignores_padding():
 
 def test_init_head_from_probe_starts_fine_tuning_from_a_fitted_head():
     torch.manual_seed(0)
-    model = _tiny_bert(True)
+    model = _tiny_bert(True, 0)
     data = _toy(80, 2)
     model.eval()
     head = ev.head_module(model)

@@ -8,10 +8,14 @@ One entry point, ``python -m ftutils.book``:
   ``executed/NN_name.ipynb``, records the time per chapter in ``book/execution_times.md`` and then
   builds the HTML (``jupyter-book build . -W``) from the executed notebooks. A failing chapter stops
   the run with "chapter NN_name failed in cell K ...".
+* ``run --seeds 0 1 2`` executes the chapters once per ``SEED`` into ``executed/seeds/`` and only
+  requires every cell to pass (each claim's hidden assert must hold for every seed).
 * ``build`` builds the HTML from what ``executed/`` holds (warnings are errors) and checks that no
   page loads MathJax from a CDN.
 * ``sync`` regenerates ``colab/NN_name.ipynb``: a Colab setup cell, then the chapter's cells, with
   the outputs of the last ``cpu-tiny`` run when its inputs still match.
+* ``compare`` fails if a checked output of ``executed/`` differs from the one recorded in ``colab/``
+  (CI: a cold-cache run against the recorded warm-cache run).
 * ``check-sync`` fails if a Colab notebook's inputs differ from its ``.py`` source (CI runs it).
 
 Example:
@@ -190,8 +194,8 @@ def read_source(chapter: Chapter) -> Any:
 
 
 def execute_chapter(root: Path, chapter: Chapter, config: str, params: dict[str, Any],
-                    *, timeout: int | None = None) -> float:
-    """Execute one chapter into ``executed/NN_name.ipynb`` and return the seconds it took.
+                    *, timeout: int | None = None, out: Path | None = None) -> float:
+    """Execute one chapter into ``out`` (default ``executed/NN_name.ipynb``); return the seconds it took.
 
     Raises ``ChapterFailed`` naming the chapter and the failing cell, and ``BookError`` if a ``-p``
     name is not in the chapter's parameters cell.
@@ -208,15 +212,16 @@ def execute_chapter(root: Path, chapter: Chapter, config: str, params: dict[str,
     if unknown:
         raise BookError(f"chapter {chapter.name} has no parameter {', '.join(unknown)}: "
                         f"its parameters cell sets {', '.join(known)}.")
-    out = chapter.executed(root)
+    out = out or chapter.executed(root)
     out.parent.mkdir(parents=True, exist_ok=True)
     os.environ.update({k: os.environ.get(k, v) for k, v in OFFLINE_ENV.items()})
     with tempfile.TemporaryDirectory(prefix="ftbook-") as tmp:
         source = Path(tmp) / f"{chapter.name}.ipynb"
         nbformat.write(notebook, source)
+        record = Path(tmp) / "config.json"  # ftutils.chapter.start writes the configuration it ran
         started = time.perf_counter()
         try:
-            with expected_errors_allowed():
+            with expected_errors_allowed(), _environment({RECORD_ENV: str(record)}):
                 papermill.execute_notebook(
                     str(source), str(out), parameters={"CONFIG": config, **params}, kernel_name="python3",
                     language="python", cwd=str(root), progress_bar=False, log_output=False,
@@ -225,11 +230,30 @@ def execute_chapter(root: Path, chapter: Chapter, config: str, params: dict[str,
         except PapermillExecutionError as exc:
             raise ChapterFailed(_failure_message(chapter, out, exc)) from None
         seconds = time.perf_counter() - started
+        ran = json.loads(record.read_text()) if record.is_file() else None
     executed = nbformat.read(out, as_version=4)
     executed.metadata.setdefault("ftutils", {})
-    executed.metadata["ftutils"].update({"config": config, "parameters": params, "seconds": round(seconds, 1)})
+    executed.metadata["ftutils"].update({"config": config, "parameters": params, "seconds": round(seconds, 1),
+                                         "book_config": ran})
     nbformat.write(executed, out)
     return seconds
+
+
+RECORD_ENV = "FTUTILS_RECORD_CONFIG"  # read by ftutils.chapter.start (not imported here: it imports torch)
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Any:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 @contextlib.contextmanager
@@ -320,6 +344,47 @@ def _copy_into_readme(root: Path, table: list[str]) -> None:
     readme.write_text(head + start + "\n" + "\n".join(table).rstrip() + "\n" + end + tail)
 
 
+SIZES_FILE = "book/chapter_sizes.md"
+
+
+def write_sizes(root: Path) -> Path | None:
+    """Write ``book/chapter_sizes.md``: what each chapter ran on ``cpu-tiny``, read from ``executed/``.
+
+    Chapter 1 includes the table, so the book states the sizes each chapter really uses (recorded by
+    :func:`ftutils.chapter.start` during the run) instead of a typed copy. Only chapters executed on
+    ``cpu-tiny`` without ``-p`` overrides count; returns ``None`` when there is none.
+    """
+    import nbformat
+
+    rows = []
+    for chapter in chapters(root):
+        file = chapter.executed(root)
+        if not file.is_file():
+            continue
+        meta = nbformat.read(file, as_version=4).metadata.get("ftutils", {})
+        ran = meta.get("book_config")
+        if meta.get("config") != DEFAULT_CONFIG or meta.get("parameters") or not ran:
+            continue
+        every = lambda n: "all" if n is None else f"{n:,}"  # noqa: E731
+        rows.append(f"| {chapter.name} | {every(ran['n_train'])} | {every(ran['n_eval'])} | {ran['max_length']} | "
+                    f"{ran['epochs']} | {ran['batch_size']} | {ran['learning_rate']:g} | {ran['n_seeds']} |")
+    if not rows:
+        return None
+    lines = ["<!-- Written by `python -m ftutils.book run` from what each chapter ran; do not edit. -->",
+             "", "| Chapter | training examples | evaluation examples | max tokens | epochs | batch | "
+             "learning rate | seeds per spread |", "|---|---:|---:|---:|---:|---:|---:|---:|", *rows, ""]
+    out = root / SIZES_FILE
+    _write_atomic(out, "\n".join(lines))
+    return out
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def read_times(file: Path) -> dict[tuple[str, str], tuple[float, str, str]]:
     """The rows of an existing times table (empty if there is none)."""
     rows: dict[tuple[str, str], tuple[float, str, str]] = {}
@@ -371,10 +436,50 @@ def run(root: Path, config: str = DEFAULT_CONFIG, only: Sequence[str] | None = N
         print(f"[book] {chapter.name}: {seconds:.1f} s", flush=True)
         label = config if not params else f"{config} " + " ".join(f"{k}={v}" for k, v in params.items())
         write_times(root, {(chapter.name, label): (seconds, _today(), machine)})
+    if config == DEFAULT_CONFIG and not params:
+        write_sizes(root)
     if build_html:
         seconds = build(root)
         write_times(root, {("HTML build", config): (seconds, _today(), machine)})
     return times
+
+
+SEEDS_DIR = "executed/seeds"
+
+
+def run_seeds(root: Path, seeds: Sequence[int], config: str = DEFAULT_CONFIG, only: Sequence[str] | None = None,
+              params: dict[str, Any] | None = None, *, timeout: int | None = None) -> dict[tuple[str, int], str]:
+    """Execute the chapters once per seed (``-p SEED s``), requiring only that every cell passes.
+
+    Nothing is compared with recorded outputs: this checks that each claim's hidden assert holds for
+    other seeds. Notebooks go to ``executed/seeds/seed-S/``; ``executed/`` and the times table are not
+    touched. Every (chapter, seed) runs even after a failure. Returns ``{(chapter, seed): problem}``
+    for the failures (empty: all passed).
+    """
+    check_config(config)
+    params = dict(params or {})
+    if "SEED" in params:
+        raise BookError("Give the seeds with --seeds, not -p SEED.")
+    if not seeds or any(not isinstance(s, int) or isinstance(s, bool) or s < 0 for s in seeds):
+        raise BookError(f"--seeds {list(seeds)!r} is not allowed: expected non-negative integers, e.g. 0 1 2.")
+    picked = chapters(root, only)
+    failures: dict[tuple[str, int], str] = {}
+    for seed in seeds:
+        for chapter in picked:
+            out = root / SEEDS_DIR / f"seed-{seed}" / f"{chapter.name}.ipynb"
+            print(f"[book] executing {chapter.name} (config {config}, SEED {seed}) ...", flush=True)
+            try:
+                seconds = execute_chapter(root, chapter, config, {**params, "SEED": seed}, timeout=timeout, out=out)
+            except BookError as exc:
+                failures[(chapter.name, seed)] = str(exc)
+                print(f"[book] FAILED {chapter.name} SEED {seed}: {exc}", flush=True)
+            else:
+                print(f"[book] {chapter.name} SEED {seed}: passed in {seconds:.1f} s", flush=True)
+    print(f"[book] seeds {' '.join(map(str, seeds))}: {len(picked) * len(seeds) - len(failures)} of "
+          f"{len(picked) * len(seeds)} chapter runs passed", flush=True)
+    for (name, seed), problem in sorted(failures.items()):
+        print(f"[book]   SEED {seed}: {problem}", flush=True)
+    return failures
 
 
 def _today() -> str:
@@ -583,6 +688,77 @@ def check_sync(root: Path) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------------
+# Comparing a fresh run with the recorded outputs
+
+CHECK_TAG = "nbval-check-output"
+SANITIZE_FILE = "tests/nbval_sanitize.cfg"
+
+
+def sanitizers(root: Path) -> list[tuple[re.Pattern[str], str]]:
+    """The (regex, replacement) pairs of ``tests/nbval_sanitize.cfg`` -- the rules nbval applies too."""
+    import configparser
+
+    file = root / SANITIZE_FILE
+    if not file.is_file():
+        return []
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(file)
+    return [(re.compile(parser[section]["regex"]), parser[section]["replace"]) for section in parser.sections()]
+
+
+def checked_outputs(notebook: Any, rules: Sequence[tuple[re.Pattern[str], str]]) -> list[tuple[str, str]]:
+    """``(cell source, sanitised text)`` of every cell tagged ``nbval-check-output``: printed text and
+    plain-text results, as nbval compares them (pictures are not compared)."""
+    found = []
+    for cell in notebook.cells:
+        if cell.cell_type != "code" or CHECK_TAG not in cell.metadata.get("tags", []):
+            continue
+        parts = []
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream":
+                parts.append(output.get("text", ""))
+            elif output.get("output_type") in ("execute_result", "display_data"):
+                parts.append(output.get("data", {}).get("text/plain", ""))
+            elif output.get("output_type") == "error":
+                parts.append(f"{output.get('ename')}: {output.get('evalue')}")
+        text = "".join(p if isinstance(p, str) else "".join(p) for p in parts)
+        for pattern, replacement in rules:
+            text = pattern.sub(replacement, text)
+        found.append((cell.source.strip(), text))
+    return found
+
+
+def compare(root: Path, only: Sequence[str] | None = None) -> list[str]:
+    """Differences between ``executed/`` and the recorded outputs in ``colab/``, checked cells only.
+
+    CI executes the book on an empty cache (``make book``) and compares it with the outputs recorded
+    on a warm one: a result that depends on cache state or on what ran before shows up here, named
+    by chapter and cell. Returns one line per difference (empty: identical).
+    """
+    import nbformat
+
+    rules = sanitizers(root)
+    problems = []
+    for chapter in chapters(root, only):
+        fresh_file, recorded_file = chapter.executed(root), chapter.colab(root)
+        if not fresh_file.is_file() or not recorded_file.is_file():
+            problems.append(f"{chapter.name}: needs both {fresh_file.relative_to(root)} and "
+                            f"{recorded_file.relative_to(root)} (run the chapter, then `sync`).")
+            continue
+        fresh = checked_outputs(nbformat.read(fresh_file, as_version=4), rules)
+        recorded = checked_outputs(nbformat.read(recorded_file, as_version=4), rules)
+        if [src for src, _ in fresh] != [src for src, _ in recorded]:
+            problems.append(f"{chapter.name}: the checked cells differ in source; run `python -m ftutils.book sync`.")
+            continue
+        for index, ((source, now), (_, before)) in enumerate(zip(fresh, recorded), 1):
+            if now != before:
+                first = next((a for a, b in zip(now.splitlines(), before.splitlines()) if a != b), now[:80])
+                problems.append(f"{chapter.name}, checked cell {index} (`{source.splitlines()[0][:60]}`): "
+                                f"output differs, e.g. now `{first.strip()[:100]}`")
+    return problems
+
+
+# --------------------------------------------------------------------------------------------------
 # Command line
 
 
@@ -597,16 +773,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                        help="override a parameters-cell value, e.g. -p N_REVIEWS 200 (repeatable)")
     run_p.add_argument("--no-build", action="store_true", help="execute only; do not build the HTML")
     run_p.add_argument("--timeout", type=int, default=None, help="seconds allowed per cell")
+    run_p.add_argument("--seeds", nargs="+", type=int, metavar="SEED",
+                       help="execute once per seed into executed/seeds/ and only require every cell "
+                            "(claims' asserts included) to pass; no HTML, no times")
     sub.add_parser("build", help="build the HTML from executed/ (jupyter-book build -W)")
     sync_p = sub.add_parser("sync", help="regenerate colab/*.ipynb from notebooks/*.py")
     sync_p.add_argument("--only", nargs="+", metavar="CHAPTER")
     sub.add_parser("check-sync", help="fail if colab/*.ipynb inputs differ from notebooks/*.py")
+    compare_p = sub.add_parser("compare", help="fail if executed/ differs from the outputs recorded in colab/ "
+                                               "(cells tagged nbval-check-output, nbval's sanitising rules)")
+    compare_p.add_argument("--only", nargs="+", metavar="CHAPTER")
     args = parser.parse_args(argv)
     try:
         if args.command == "run":
             check_config(args.config)  # before anything slow
             params = parse_parameters(args.parameter)
             root = find_root(args.root)
+            if args.seeds is not None:
+                return 1 if run_seeds(root, args.seeds, args.config, args.only, params, timeout=args.timeout) else 0
             run(root, args.config, args.only, params, build_html=not args.no_build, timeout=args.timeout)
         elif args.command == "build":
             root = find_root(args.root)
@@ -621,6 +805,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             if problems:
                 return 1
             print("[book] colab/ is in sync with notebooks/")
+        elif args.command == "compare":
+            problems = compare(find_root(args.root), args.only)
+            for problem in problems:
+                print(f"[book] {problem}", file=sys.stderr)
+            if problems:
+                return 1
+            print("[book] every checked output of executed/ equals the recorded one in colab/")
     except BookError as exc:
         print(f"[book] error: {exc}", file=sys.stderr)
         return 1

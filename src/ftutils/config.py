@@ -62,6 +62,25 @@ class BookConfig:
         for name in ("encoder", "decoder"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 raise ValueError(f"{name} must be a registry name, a folder or a hub id (a string).")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise ValueError(f"seed={self.seed!r} is not allowed: expected a non-negative integer, e.g. 0.")
+        if not isinstance(self.extra, dict):
+            raise ValueError(f"extra={self.extra!r} is not allowed: expected a dict.")
+
+    def seeds(self, n: int | None = None) -> list[int]:
+        """The training seeds of a result repeated ``n`` times (default ``n_seeds``).
+
+        Runs with ``seed`` 0, 1, 2 ... get disjoint blocks, so another ``SEED`` is a fresh sample of
+        the seed spread, not a shifted copy of the same runs.
+
+        Example:
+            >>> get_config("cpu-tiny").seeds(), get_config("cpu-tiny", seed=1).seeds()
+            ([0, 1, 2], [3, 4, 5])
+        """
+        n = self.n_seeds if n is None else n
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"n={n!r} is not allowed: expected a positive integer.")
+        return list(range(self.seed * n, self.seed * n + n))
 
 
 def _check_positive_or_none(cfg: BookConfig, name: str) -> None:

@@ -54,7 +54,6 @@ __all__ = [
     "mean_pooled_features",
     "seconds_per_example",
     "fit_tuned_logreg",
-    "MeanPoolingClassifier",
     "head_module",
     "init_head_from_probe",
     "finetune_method",
@@ -456,19 +455,21 @@ def init_head_from_probe(model: Any, dataset: Any, *, tokenizer: Any = None, C: 
     return float(probe.score(x, y))
 
 
-def finetune_method(make_model: Callable[[bool], Any], train: Any, test: Any, *, config: Any,
+def finetune_method(make_model: Callable[[bool, int], Any], train: Any, test: Any, *, config: Any,
                     pretrained: bool = True, min_steps: int = 0, tokenizer: Any = None,
                     n_members: int = 200, probe_init: bool = False, probe_C: float = 10.0) -> Method:
     """A learning-curve method that fine-tunes a fresh model on the chosen training examples.
 
-    ``make_model(pretrained)`` returns a new classifier (pretrained weights, or the same architecture
-    with random weights when ``pretrained`` is False); it is called after the seed is set. ``train`` and
+    ``make_model(pretrained, seed)`` returns a new classifier (pretrained weights, or the same
+    architecture with random weights when ``pretrained`` is False) whose new weights are drawn from
+    ``seed`` (pass it to :func:`ftutils.models.load`). ``train`` and
     ``test`` are tokenised datasets with ``labels``; ``config`` is a
     :class:`ftutils.trainer.TrainingConfig` whose ``epochs`` is raised so every run makes at least
     ``min_steps`` steps (:func:`epochs_for`). With ``probe_init`` the head starts as a logistic
     regression fitted on the training examples (:func:`init_head_from_probe`, LP-FT). The result holds test accuracy, macro-F1, predictions,
     training time, and the loss-threshold membership-inference AUC on up to ``n_members`` training
-    examples against as many test examples.
+    examples against as many test examples, after training (``mi_auc``) and before its first step
+    (``mi_auc_before``: with ``probe_init`` the head was already fitted on those members).
     """
     import dataclasses
 
@@ -480,21 +481,28 @@ def finetune_method(make_model: Callable[[bool], Any], train: Any, test: Any, *,
 
     def run(indices: np.ndarray, seed: int) -> dict[str, Any]:
         transformers.set_seed(seed)
-        model = make_model(pretrained)
+        model = make_model(pretrained, seed)
         epochs = epochs_for(len(indices), config.batch_size, min_steps, config.epochs)
         cfg = dataclasses.replace(config, epochs=epochs, seed=seed)
         subset = train.select(indices.tolist())
+        k = min(n_members, len(indices), len(test_labels))
+
+        def attack() -> dict[str, float]:
+            member_logits = trainer.predict(model, subset.select(range(k)), tokenizer=tokenizer)
+            test_logits = trainer.predict(model, test.select(range(k)), tokenizer=tokenizer)
+            return membership_inference(per_example_loss(member_logits, subset["labels"][:k]),
+                                        per_example_loss(test_logits, test_labels[:k]))
+
         if probe_init:
             init_head_from_probe(model, subset, tokenizer=tokenizer, C=probe_C)
+        before = attack()  # what the starting point (a head fitted on the members, if probe_init) leaks
         result = trainer.train(model, subset, None, config=cfg, tokenizer=tokenizer)
         logits = trainer.predict(model, test, tokenizer=tokenizer)
-        k = min(n_members, len(indices), len(test_labels))
-        member_logits = trainer.predict(model, subset.select(range(k)), tokenizer=tokenizer)
-        attack = membership_inference(per_example_loss(member_logits, subset["labels"][:k]),
-                                      per_example_loss(logits[:k], test_labels[:k]))
+        after = attack()
         return {**_scores(logits.argmax(-1), test_labels), "train_seconds": result.train_runtime_s,
-                "epochs": epochs, "steps": result.global_step, "mi_auc": attack["auc"],
-                "member_loss": attack["member_loss"], "nonmember_loss": attack["nonmember_loss"]}
+                "epochs": epochs, "steps": result.global_step, "mi_auc": after["auc"],
+                "mi_auc_before": before["auc"],
+                "member_loss": after["member_loss"], "nonmember_loss": after["nonmember_loss"]}
 
     return run
 

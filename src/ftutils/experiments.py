@@ -46,7 +46,7 @@ from ftutils import assets
 from ftutils.config import BookConfig, get_config
 
 #: Bump when the layout of a cached file changes: older files are then ignored (retrained), not misread.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: heads seeded at the point of use; mi_auc_before
 
 TrainFn = Callable[[dict[str, Any], int], Mapping[str, Any]]
 

@@ -57,7 +57,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from ftutils import assets
+from ftutils import assets, seeding
 
 log = logging.getLogger(__name__)
 
@@ -279,6 +279,7 @@ def load(
     pretrained: bool = True,
     dtype: torch.dtype = torch.float32,
     pooling: str = "model",
+    seed: int | None = None,
 ) -> tuple[PreTrainedModel | MeanPoolingClassifier, PreTrainedTokenizerBase]:
     """A model for ``task`` and its tokenizer, from a registry name, a local folder/GGUF or a hub id.
 
@@ -288,13 +289,18 @@ def load(
         num_labels: classes of a classification head; ``None`` keeps the checkpoint's (2 for a base model).
         labels: class names; sets ``num_labels`` and ``config.id2label``/``label2id``.
         pretrained: ``False`` gives the same architecture with random weights (the from-scratch
-            baseline; seed with ``transformers.set_seed`` first). Every parameter is then "new", so
+            baseline). Every parameter is then "new", so
             ``ftutils_new_parameters`` lists them all and an L2-SP anchor has nothing to anchor to.
         dtype: dtype of the weights; keep fp32 for training.
         pooling: for ``"sequence-classification"``, what the head classifies: ``"model"`` (the
             architecture's own choice: BERT's [CLS] pooler, a decoder's last token) or ``"mean"`` (the
             mean of the token vectors, a :class:`MeanPoolingClassifier`; what sentence-embedding
             checkpoints such as MiniLM were trained for, and much quicker to fine-tune from them).
+        seed: seeds every weight drawn at random here (a new head; all weights when
+            ``pretrained=False``), together with the model name, task and pooling (see
+            :mod:`ftutils.seeding`). ``None`` takes the run's seed (a chapter's ``SEED``). The same
+            call gives the same weights whatever drew random numbers before it, and it leaves the
+            global generators as it found them.
 
     Decoders used as classifiers (``smollm2-135m`` with ``"sequence-classification"``) pool the last
     non-padding token, so the tokenizer gets a pad token (its eos if it had none) and the config its id.
@@ -320,6 +326,16 @@ def load(
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise ValueError(f"dtype={dtype!r} is not allowed: expected a torch floating dtype, e.g. "
                          "torch.float32 (recommended for training) or torch.bfloat16.")
+    # Resolving may convert a GGUF file and building models draws weights: both happen inside one
+    # seeded block, so neither depends on nor changes the global generators (see ftutils.seeding).
+    draw = f"models.load|{name}|{task}|{pooling}|{'pretrained' if pretrained else 'scratch'}"
+    with seeding.seeded(seed, draw):
+        return _load(name, task, num_labels, id2label, pretrained, dtype, pooling)
+
+
+def _load(name: str, task: str, num_labels: int | None, id2label: dict[int, str] | None, pretrained: bool,
+          dtype: torch.dtype, pooling: str) -> tuple[PreTrainedModel | MeanPoolingClassifier,
+                                                     PreTrainedTokenizerBase]:
     source = resolve(name)
     tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
 

@@ -303,7 +303,7 @@ def train_classifier(params: Mapping[str, Any], spec: Mapping[str, Any]) -> dict
     config = trainer.TrainingConfig(**fields)
     transformers.set_seed(config.seed)
     model, _ = models.load(spec["model"], "sequence-classification", labels=labels,
-                           pooling=spec.get("pooling", "model"))
+                           pooling=spec.get("pooling", "model"), seed=config.seed)
     reg = regularizers.make_regularizer("l2sp", model, l2sp) if l2sp > 0 else None
     result = trainer.train(model, tokenized["train"], tokenized["validation"], config=config,
                            tokenizer=tokenizer, regularizer=reg)

@@ -1,0 +1,180 @@
+"""What every chapter does before its first real cell, in one call: :func:`start`.
+
+``start(CONFIG, SEED, sizes)``
+
+1. switches the default ``cpu-tiny`` to ``gpu`` on a Colab GPU runtime (:func:`ftutils.colab.auto_config`);
+2. builds the configuration with the chapter's own sizes for it and the seed
+   (:func:`ftutils.config.get_config`; a bad value fails here, naming the allowed ones);
+3. makes ``SEED`` the run's seed (:mod:`ftutils.seeding`): every random draw in :mod:`ftutils` that is
+   not given a seed (new heads, models from scratch) derives its own from it, and the global
+   generators start from it too;
+4. silences progress bars and the library messages that would clutter a printed page.
+
+:func:`check` validates one parameters-cell value with a message naming the parameter and what is
+allowed, so chapters do not write that test by hand.
+
+Example:
+    >>> cfg = start("cpu-tiny", 1, sizes={"cpu-tiny": {"epochs": 1}})
+    >>> cfg.name, cfg.seed, cfg.epochs
+    ('cpu-tiny', 1, 1)
+    >>> check("N_SEEDS", 0, kind=int, minimum=1)
+    Traceback (most recent call last):
+    ...
+    ValueError: N_SEEDS=0 is not allowed: expected an integer >= 1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ftutils import colab, config, seeding
+
+# Messages that say nothing to a reader of a printed page (each seen in a chapter's outputs).
+_NOISE = (
+    "IProgress not found",  # tqdm without ipywidgets
+    ".*is_gradient_checkpointing.*",  # PEFT calls a renamed transformers API
+)
+
+
+def start(config_name: str, seed: int, sizes: Mapping[str, Mapping[str, Any]] | None = None,
+          **overrides: Any) -> config.BookConfig:
+    """Start a chapter: the configuration it runs, seeded with ``seed``, libraries quiet.
+
+    Args:
+        config_name: the parameters cell's ``CONFIG`` (``"cpu-tiny"`` or ``"gpu"``).
+        seed: the parameters cell's ``SEED`` (a non-negative integer).
+        sizes: the chapter's own values per configuration name, e.g. ``{"cpu-tiny": {"epochs": 1}}``;
+            a configuration missing from it runs with its defaults.
+        overrides: values that apply whatever the configuration (a reader's knob, say).
+    """
+    seed = check("SEED", seed, kind=int, minimum=0)
+    name = colab.auto_config(config_name)
+    if name not in config.CONFIGS:
+        raise ValueError(f"CONFIG={name!r} is not allowed: expected one of {', '.join(map(repr, config.CONFIGS))}.")
+    chosen = {**dict((sizes or {}).get(name, {})), **overrides, "seed": seed}
+    cfg = config.get_config(name, **chosen)
+    seeding.set_run_seed(seed)
+    _seed_globals(seed)
+    quiet()
+    _record(cfg)
+    return cfg
+
+
+RECORD_ENV = "FTUTILS_RECORD_CONFIG"
+
+
+def _record(cfg: config.BookConfig) -> None:
+    """Write the configuration the chapter really runs where the book runner asked (``$FTUTILS_RECORD_CONFIG``).
+
+    The runner turns these files into the table of chapter sizes in chapter 1, so the book states
+    what each chapter runs instead of a typed copy that can drift.
+    """
+    target = os.environ.get(RECORD_ENV)
+    if target:
+        tmp = f"{target}.tmp"
+        with open(tmp, "w") as fh:
+            json.dump(dataclasses.asdict(cfg), fh, indent=1, sort_keys=True, default=str)
+        os.replace(tmp, target)
+
+
+def _seed_globals(seed: int) -> None:
+    import transformers
+
+    # What a chapter still leaves to the global generators starts from the same state every run.
+    transformers.set_seed(seeding.derive_seed(seed, "chapter.start"))
+
+
+def quiet() -> None:
+    """Hide progress bars, load reports and known-noise warnings (a printed page keeps results only)."""
+    import datasets
+    import transformers
+
+    for message in _NOISE:
+        warnings.filterwarnings("ignore", message=message)
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+    logging.getLogger("ftutils").setLevel(logging.WARNING)
+
+
+def check(name: str, value: Any, *, kind: type | tuple[type, ...] | None = None,
+          choices: Sequence[Any] | None = None, minimum: float | None = None, maximum: float | None = None,
+          allow_none: bool = False, items: type | None = None) -> Any:
+    """Return ``value`` if it is allowed for the parameter ``name``; else raise a ``ValueError`` saying why.
+
+    ``kind`` is the expected type (``int`` excludes ``bool``; ``float`` accepts ints); ``choices`` the
+    allowed values; ``minimum``/``maximum`` inclusive bounds; ``allow_none`` lets ``None`` through
+    (the chapter's default); ``items`` checks a non-empty list whose elements have that type (and
+    bounds).
+
+    Example:
+        >>> check("PROJECTION", "pca", choices=("pca", "tsne"))
+        'pca'
+        >>> check("SIZES", [40, 8], items=int, minimum=16)
+        Traceback (most recent call last):
+        ...
+        ValueError: SIZES=[40, 8] is not allowed: expected a non-empty list of integers >= 16.
+    """
+    if value is None and allow_none:
+        return value
+    expected = _describe(kind, choices, minimum, maximum, items)
+    if allow_none:
+        expected += " or None"
+    if not _allowed(value, kind, choices, minimum, maximum, items):
+        raise ValueError(f"{name}={value!r} is not allowed: expected {expected}.")
+    return value
+
+
+def _is(value: Any, kind: type | tuple[type, ...] | None) -> bool:
+    if kind is None:
+        return True
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) and bool not in kinds:
+        return False
+    if float in kinds and isinstance(value, int):
+        return True
+    return isinstance(value, kinds)
+
+
+def _in_range(value: Any, minimum: float | None, maximum: float | None) -> bool:
+    if minimum is None and maximum is None:
+        return True
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return (minimum is None or value >= minimum) and (maximum is None or value <= maximum)
+
+
+def _allowed(value: Any, kind: Any, choices: Any, minimum: Any, maximum: Any, items: Any) -> bool:
+    if choices is not None:
+        return value in choices and (kind is None or _is(value, kind))
+    if items is not None:
+        return (isinstance(value, list) and bool(value)
+                and all(_is(v, items) and _in_range(v, minimum, maximum) for v in value))
+    return _is(value, kind) and _in_range(value, minimum, maximum)
+
+
+def _describe(kind: Any, choices: Any, minimum: Any, maximum: Any, items: Any) -> str:
+    if choices is not None:
+        return "one of " + ", ".join(map(repr, choices))
+    names = {int: "an integer", float: "a number", str: "a string", bool: "True or False", list: "a list"}
+    plural = {int: "integers", float: "numbers", str: "strings", bool: "booleans"}
+    if items is not None:
+        text = f"a non-empty list of {plural.get(items, items.__name__)}"
+    elif kind is None:
+        text = "a value"
+    else:
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        text = " or ".join(names.get(k, k.__name__) for k in kinds)
+    if minimum is not None and maximum is not None:
+        text += f" from {minimum} to {maximum}"
+    elif minimum is not None:
+        text += f" >= {minimum}"
+    elif maximum is not None:
+        text += f" <= {maximum}"
+    return text
