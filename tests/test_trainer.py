@@ -327,3 +327,34 @@ def test_tracking_options_are_checked():
         with pytest.raises(ImportError, match="WANDB_MODE=offline"):
             train(tiny_bert(), toy_data(16), config=TrainingConfig(max_steps=1, batch_size=8, progress=False,
                                                                    report_to="wandb", log_dir="/tmp/unused-wandb"))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Options of issue 16 (faults themselves: tests/test_faults.py)
+
+
+def test_new_options_are_checked_and_a_clean_run_is_unchanged(tmp_path):
+    with pytest.raises(ValueError, match="on_nonfinite='ignore'.*error, skip"):
+        TrainingConfig(on_nonfinite="ignore")
+    with pytest.raises(ValueError, match="'seeds' cannot be overridden.*learning_rate"):
+        TrainingConfig(resume_override=("seeds",))
+    assert TrainingConfig(resume_override="learning_rate").resume_override == ("learning_rate",)
+    result = train(tiny_bert(), toy_data(32), config=TrainingConfig(max_steps=2, batch_size=8, progress=False,
+                                                                    eval_strategy="no"))
+    assert result.extra["skipped_steps"] == [] and "resumed_from" not in result.extra
+
+
+def test_best_weights_file_is_fsynced_before_its_rename(tmp_path, monkeypatch):
+    events = []
+    monkeypatch.setattr(tr.ckpt, "fsync_file", lambda path: events.append(("file", os.path.basename(path))))
+    monkeypatch.setattr(tr.ckpt, "fsync_dir", lambda path: events.append(("dir", os.path.basename(path))))
+    real_replace = os.replace
+
+    def replace(src, dst):
+        events.append(("rename", os.path.basename(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(tr.os, "replace", replace)
+    tr._save_weights_atomic({"w": torch.ones(2)}, tmp_path / "best-model.safetensors")
+    assert events == [("file", ".best-model.safetensors.tmp"), ("rename", "best-model.safetensors"),
+                      ("dir", tmp_path.name)]

@@ -48,7 +48,10 @@ any machine, whatever the order in which files are read:
    The same seed gives the same rows anywhere, and a smaller ``n`` is a prefix of a larger one.
 
 Processed datasets are cached under ``ftutils.assets.cache_dir() / "datasets"`` (written atomically,
-guarded by a lock), so only the first call parses the raw files.
+guarded by a lock), so only the first call parses the raw files. Each cached dataset carries a
+fingerprint (size and sha256 of every file, ``.ftutils-fingerprint.json``); the first load in a process
+checks it, and a dataset whose files changed (or that has no fingerprint) is built again from the
+verified asset.
 
 Any other name is a local folder or file, or a Hugging Face hub id passed to
 :func:`datasets.load_dataset` (which needs the hub: with ``HF_DATASETS_OFFLINE``/``HF_HUB_OFFLINE``
@@ -357,24 +360,54 @@ def _cache_folder(spec: DatasetSpec, options: dict[str, Any]) -> Path:
 def _load_registry(spec: DatasetSpec, options: dict[str, Any]) -> DatasetDict:
     _check_options(spec, options)
     folder = _cache_folder(spec, options)
-    if (folder / "dataset_dict.json").is_file():
+    if verify_fingerprint(folder) is None:
         return datasets.load_from_disk(str(folder))
     with assets._locked(f"dataset-{folder.name}"):
-        if (folder / "dataset_dict.json").is_file():  # another process built it while we waited
+        problem = verify_fingerprint(folder)
+        if problem is None:  # another process built it while we waited
             return datasets.load_from_disk(str(folder))
+        if folder.exists():
+            log.warning("Cached dataset %s: %s. Building it again.", folder, problem)
         started = time.perf_counter()
         dsd = _BUILDERS[spec.name](assets.path(spec.asset), spec, **options)
         folder.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".build-{spec.name}-", dir=folder.parent))
         try:
             _save_quietly(dsd, staging)
-            if folder.exists():  # a partial folder from an older crash: it has no dataset_dict.json
-                shutil.rmtree(folder)
-            os.replace(staging, folder)
+            _write_fingerprint(staging)
+            assets._swap_in(staging, folder)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         log.info("Built %s in %.1f s into %s", spec.name, time.perf_counter() - started, folder)
     return datasets.load_from_disk(str(folder))
+
+
+_FINGERPRINT = ".ftutils-fingerprint.json"
+
+
+def _write_fingerprint(folder: Path) -> None:
+    """Record size and sha256 of every file of a saved dataset; fsync files and folders."""
+    assets.record_manifest(folder, f"ftutils.data loader v{LOADER_VERSION}", name=_FINGERPRINT)
+
+
+def verify_fingerprint(folder: Path) -> str | None:
+    """``None`` if a cached dataset folder matches its fingerprint, else what is wrong with it.
+
+    Every file recorded must be there with its size and sha256 (hashed once per process while its
+    size, times and inode stay the same; see :func:`ftutils.assets.verify_unpacked`). Files added
+    later (``datasets`` writes ``cache-*.arrow`` files of ``map``/``select`` results next to the data)
+    are not part of it.
+
+    Example:
+        >>> verify_fingerprint(Path("/nonexistent"))
+        'it is not built'
+    """
+    if not (folder / "dataset_dict.json").is_file():
+        return "it is not built" if not folder.exists() else "it is incomplete (no dataset_dict.json)"
+    if not (folder / _FINGERPRINT).is_file():
+        return "it has no fingerprint (built by an older ftutils)"
+    problem = assets.verify_unpacked(folder, name=_FINGERPRINT)
+    return problem.replace("recorded at unpacking", "recorded when it was built") if problem else None
 
 
 def _save_quietly(dsd: DatasetDict, folder: Path) -> None:

@@ -18,6 +18,22 @@ Exact resume: with ``save_steps`` and ``output_dir`` set, checkpoints (:mod:`ftu
 weights, optimizer, scheduler and RNG states and the position in the epoch; ``resume=True`` continues
 from the latest one and ends with the same weights and metrics as an uninterrupted run (same seed).
 
+What can go wrong, and what happens then:
+
+* A NaN or infinite loss or gradient norm stops training with :class:`NonFiniteError` naming the step,
+  before the optimizer takes it, so the weights and every checkpoint stay finite
+  (``on_nonfinite="skip"`` skips such a batch instead, with a logged warning). A checkpoint is never
+  written from non-finite weights, so a finite one is never pruned because of a later bad one.
+* A checkpoint records the run it belongs to (architecture, trainable parameters and shapes, dataset
+  size and fingerprint, batch size, accumulation, processes, learning rate and schedule, seed). A
+  resume whose setup differs raises :class:`ResumeMismatchError` listing the differing fields; the
+  meaningful ones can be accepted with ``resume_override`` (see :data:`RESUME_OVERRIDABLE`).
+* Every file of a checkpoint is checked (size, sha256, parse) before any state changes; a damaged
+  newest checkpoint is skipped with a logged warning and the newest intact one is used.
+* A fresh run (``resume=False``) refuses an ``output_dir`` holding checkpoints of an earlier run
+  (:class:`OutputDirInUseError`) unless ``overwrite_output_dir=True``, which deletes them first; pruning
+  (``save_total_limit``) only ever removes checkpoints of the current run.
+
 Distributed: ``accelerate launch --num_processes N script.py`` runs the same code; ``batch_size`` is per
 process, so the global batch is ``batch_size * N * grad_accum_steps``.
 
@@ -37,11 +53,16 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import hashlib
+import json
+import logging
 import math
 import os
 import re
+import shutil
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,7 +91,13 @@ __all__ = [
     "read_tensorboard",
     "OPTIMIZERS",
     "TRACKERS",
+    "NonFiniteError",
+    "ResumeMismatchError",
+    "OutputDirInUseError",
+    "RESUME_OVERRIDABLE",
 ]
+
+log = logging.getLogger(__name__)
 
 SCHEDULERS = ("linear", "cosine", "constant")
 OPTIMIZERS = ("adamw", "sgd", "adafactor")
@@ -81,6 +108,34 @@ SAVE_STRATEGIES = ("steps", "epoch", "no")
 HEAD_PREFIXES = ("classifier.", "score.", "qa_outputs.", "pre_classifier.")
 # ".layer.3." (BERT), ".layers.3." (Llama, Mistral), ".h.3." (GPT-2), ".block.3." (T5)
 _LAYER_RE = re.compile(r"(?:^|\.)(?:layer|layers|h|block|blocks)\.(\d+)\.")
+NONFINITE_POLICIES = ("error", "skip")
+# Fields of a checkpoint's run record that a resume may change on request (resume_override), and what
+# the change then means. The others (architecture, trainable_parameters, optimizer) cannot change:
+# the saved weights or optimizer state would not fit.
+_NEXT_EPOCH = "training continues from the start of the next epoch, batched anew"
+RESUME_OVERRIDABLE: dict[str, str] = {
+    "dataset_size": _NEXT_EPOCH,
+    "dataset_fingerprint": _NEXT_EPOCH,
+    "batch_size": _NEXT_EPOCH,
+    "grad_accum_steps": _NEXT_EPOCH,
+    "num_processes": _NEXT_EPOCH,
+    "seed": _NEXT_EPOCH + " in the new seed's order",
+    "learning_rate": "the new base learning rate applies from the resumed step on",
+    "lr_scheduler": "the new schedule applies from the resumed step on",
+    "warmup_steps": "the new schedule applies from the resumed step on",
+    "total_steps": "the new schedule applies from the resumed step on",
+}
+_SCHEDULE_FIELDS = ("learning_rate", "lr_scheduler", "warmup_steps", "total_steps")
+
+NonFiniteError = ckpt.NonFiniteError
+
+
+class ResumeMismatchError(ckpt.CheckpointError):
+    """``resume=True`` found a checkpoint of a run set up differently (model, data, batching, schedule)."""
+
+
+class OutputDirInUseError(ckpt.CheckpointError):
+    """A fresh run's ``output_dir`` holds checkpoints of an earlier run."""
 
 
 @dataclass
@@ -99,6 +154,11 @@ class TrainingConfig:
     ``report_to``: "none", "tensorboard" (event files under ``log_dir``, read back with
     :func:`read_tensorboard`) or "wandb" (Weights & Biases; offline unless ``WANDB_MODE`` says
     otherwise, files under ``log_dir``). Every history entry is logged as it is recorded.
+    ``on_nonfinite``: "error" (default) stops at the first step whose loss or gradient norm is NaN or
+    infinite, with :class:`NonFiniteError` naming it; "skip" drops that batch (no optimizer step) and
+    goes on. ``overwrite_output_dir``: a fresh run (``resume=False``) into an ``output_dir`` holding
+    checkpoints deletes them first instead of refusing. ``resume_override``: fields of the run record
+    a resume may change (keys of :data:`RESUME_OVERRIDABLE`), e.g. ``("learning_rate",)``.
 
     Example:
         >>> TrainingConfig(epochs=3, layer_decay=0.8).layer_decay
@@ -148,6 +208,9 @@ class TrainingConfig:
     momentum: float = 0.9
     report_to: str = "none"
     log_dir: str | None = None
+    on_nonfinite: str = "error"
+    overwrite_output_dir: bool = False
+    resume_override: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         def positive_int(name: str, allow_none: bool = False) -> None:
@@ -197,6 +260,16 @@ class TrainingConfig:
             raise ValueError("resume=True needs output_dir, the folder holding the checkpoints to resume from.")
         if isinstance(self.warmup, bool) or self.warmup < 0 or (isinstance(self.warmup, float) and self.warmup >= 1):
             raise ValueError(f"warmup={self.warmup!r} is not allowed: expected a step count (int >= 0) or a fraction in [0, 1).")
+        if self.on_nonfinite not in NONFINITE_POLICIES:
+            raise ValueError(f"on_nonfinite={self.on_nonfinite!r} is not allowed: expected one of "
+                             f"{', '.join(NONFINITE_POLICIES)}.")
+        if isinstance(self.resume_override, str):
+            self.resume_override = (self.resume_override,)
+        self.resume_override = tuple(self.resume_override)
+        unknown = [f for f in self.resume_override if f not in RESUME_OVERRIDABLE]
+        if unknown:
+            raise ValueError(f"resume_override={self.resume_override!r} is not allowed: {', '.join(map(repr, unknown))} "
+                             f"cannot be overridden; expected some of {', '.join(RESUME_OVERRIDABLE)}.")
         self.adam_betas = tuple(self.adam_betas)
         self.freeze_prefixes = tuple(self.freeze_prefixes)
 
@@ -635,6 +708,159 @@ def _metric_key(config: TrainingConfig) -> tuple[str, bool]:
     return key, greater
 
 
+# ---------------------------------------------------------------------------------------------------
+# Runs, resumes and non-finite steps
+
+
+def _has_checkpoints(output_dir: Path) -> bool:
+    """Whether ``output_dir`` holds ``checkpoint-<step>`` folders (complete or not)."""
+    if not output_dir.is_dir():
+        return False
+    return any(child.is_dir() and re.fullmatch(r"checkpoint-\d+", child.name) for child in output_dir.iterdir())
+
+
+def _claim_output_dir(output_dir: Path, config: TrainingConfig, accelerator: Any) -> None:
+    """A fresh run's output folder: refuse one holding checkpoints, unless told to overwrite them."""
+    if not _has_checkpoints(output_dir):
+        return
+    found = sorted(c.name for c in output_dir.iterdir() if c.is_dir() and c.name.startswith("checkpoint-"))
+    if not config.overwrite_output_dir:
+        raise OutputDirInUseError(
+            f"output_dir {output_dir} holds checkpoints of an earlier run ({', '.join(found[:4])}"
+            f"{', ...' if len(found) > 4 else ''}) and resume=False. Pass resume=True to continue that run, "
+            "overwrite_output_dir=True to delete them and start afresh, or another output_dir."
+        )
+    if accelerator.is_main_process:
+        for name in found:
+            shutil.rmtree(output_dir / name, ignore_errors=True)
+        for stale in [*output_dir.glob("ckpt-tmp-*"), *output_dir.glob(".ckpt-tmp-*")]:
+            if stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
+        for name in (ckpt.LATEST, "best-model.safetensors"):
+            (output_dir / name).unlink(missing_ok=True)
+        log.warning("overwrite_output_dir=True: deleted %d checkpoint(s) of an earlier run from %s.",
+                    len(found), output_dir)
+    accelerator.wait_for_everyone()
+
+
+def _data_fingerprint(data: _Rows) -> str:
+    digest = hashlib.sha256()
+    for key in sorted(data.keys):
+        values = json.dumps(data.columns[key], separators=(",", ":"),
+                            default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
+        digest.update(f"{key}:{len(values)}:".encode())
+        digest.update(values.encode())
+    return digest.hexdigest()
+
+
+def _run_record(model: torch.nn.Module, data: _Rows, config: TrainingConfig, *, world: int, total_steps: int,
+                warmup_steps: int) -> dict[str, Any]:
+    """What a checkpoint of this run belongs to; a resume must match it (see :func:`_check_resume`)."""
+    model = _unwrap(model)
+    record = {
+        "architecture": type(model).__name__,
+        "trainable_parameters": {n: list(p.shape) for n, p in model.named_parameters() if p.requires_grad},
+        "optimizer": {"name": config.optimizer, "betas": list(config.adam_betas), "eps": config.adam_eps,
+                      "momentum": config.momentum, "weight_decay": config.weight_decay,
+                      "layer_decay": config.layer_decay, "head_lr_multiplier": config.head_lr_multiplier},
+        "dataset_size": len(data),
+        "dataset_fingerprint": _data_fingerprint(data),
+        "batch_size": config.batch_size,
+        "grad_accum_steps": config.grad_accum_steps,
+        "num_processes": world,
+        "learning_rate": config.learning_rate,
+        "lr_scheduler": config.lr_scheduler,
+        "warmup_steps": warmup_steps,
+        "total_steps": total_steps,
+        "seed": config.seed,
+    }
+    return json.loads(json.dumps(record))  # as it reads back from trainer_state.json
+
+
+def _describe_difference(name: str, saved: Any, now: Any) -> str:
+    if name == "trainable_parameters" and isinstance(saved, dict) and isinstance(now, dict):
+        keys = sorted(set(saved) | set(now))
+        differing = [k for k in keys if saved.get(k) != now.get(k)]
+        k = differing[0]
+        return (f"trainable_parameters: {len(differing)} differ, e.g. {k} is {saved.get(k, 'absent')} in the "
+                f"checkpoint and {now.get(k, 'absent (or frozen)')} now")
+    if name == "optimizer" and isinstance(saved, dict) and isinstance(now, dict):
+        parts = [f"{k} {saved.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
+        return f"optimizer: {', '.join(parts)}"
+    if name == "dataset_fingerprint":
+        return f"dataset_fingerprint: {str(saved)[:12]}... in the checkpoint, {str(now)[:12]}... now (other examples or order)"
+    return f"{name}: {saved!r} in the checkpoint, {now!r} now"
+
+
+def _check_resume(loaded: ckpt.Checkpoint, record: dict[str, Any] | None, config: TrainingConfig) -> list[str]:
+    """Compare a checkpoint's run record with this run's; raise on a difference not overridden.
+
+    Returns the overridden fields that differ (to be applied by :func:`_apply_overrides`).
+    """
+    saved = loaded.state.get("run")
+    if not isinstance(saved, dict) or record is None:
+        log.warning("%s records no run setup (written by an older ftutils): resuming without checking that "
+                    "model, data and schedule match.", loaded.path)
+        return []
+    differing = [k for k in record if k in saved and saved[k] != record[k]]
+    refused = [k for k in differing if k not in config.resume_override]
+    if refused:
+        details = "; ".join(_describe_difference(k, saved[k], record[k]) for k in refused)
+        fixed = [k for k in refused if k not in RESUME_OVERRIDABLE]
+        if fixed:
+            fix = (f"{', '.join(fixed)} cannot change in a resume: resume with the model and settings it was "
+                   "saved with, or start a fresh run (resume=False with another output_dir, or "
+                   "overwrite_output_dir=True).")
+        else:
+            meaning = "; ".join(sorted({f"{k}: {RESUME_OVERRIDABLE[k]}" for k in refused}))
+            fix = (f"To continue anyway with the new values, pass resume_override={tuple(differing)!r} ({meaning}); "
+                   "or resume with the saved values, or start a fresh run (overwrite_output_dir=True).")
+        raise ResumeMismatchError(f"Cannot resume from {loaded.path}: this run is set up differently ({details}). {fix}")
+    return differing
+
+
+def _apply_overrides(overrides: list[str], state: dict[str, Any], optimizer: Any, scheduler: Any,
+                     new_base_lrs: list[float], schedule: Callable[[int], float]) -> None:
+    """After loading a checkpoint, make the accepted differences (resume_override) take effect."""
+    if not overrides:
+        return
+    if "learning_rate" in overrides:
+        scheduler.base_lrs = list(new_base_lrs)
+        for group, base in zip(optimizer.param_groups, new_base_lrs):
+            group["initial_lr"] = base
+    if any(k in _SCHEDULE_FIELDS for k in overrides):
+        for group, base in zip(optimizer.param_groups, scheduler.base_lrs):
+            group["lr"] = base * schedule(scheduler.last_epoch)
+        scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+    moved = ""
+    if any(RESUME_OVERRIDABLE[k].startswith(_NEXT_EPOCH) for k in overrides) and state["batches_done"]:
+        state["epoch"] += 1
+        state["batches_done"] = 0
+        moved = f"; the rest of the interrupted epoch is skipped, training goes on with epoch {state['epoch']}"
+    log.warning("Resuming with changed %s (resume_override)%s.", ", ".join(overrides), moved)
+
+
+def _grad_norm(model: torch.nn.Module) -> torch.Tensor:
+    """The total L2 norm of all gradients, changing none (for the finiteness check without clipping)."""
+    grads = [p.grad.detach() for p in model.parameters() if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    if hasattr(torch.nn.utils, "get_total_norm"):
+        return torch.nn.utils.get_total_norm(grads)
+    norms = [torch.linalg.vector_norm(g.float()) for g in grads]
+    return torch.linalg.vector_norm(torch.stack([n.to(norms[0].device) for n in norms]))
+
+
+def _nonfinite_what(running: torch.Tensor, norm: torch.Tensor | None) -> str:
+    loss_ok = bool(torch.isfinite(running).item())
+    loss = "the loss is finite" if loss_ok else f"the loss is {float(running.item())}"
+    if norm is None:
+        return loss
+    return f"{loss} and the gradient norm is {float(norm)}"
+
+
 def train(
     model: torch.nn.Module,
     train_dataset: Any,
@@ -675,13 +901,23 @@ def train(
         num_replicas=world, rank=rank,
     )
     batches_per_epoch = len(sampler)
+    if batches_per_epoch == 0:
+        raise ValueError("The training dataset is empty (or has fewer examples than processes): pass at least one "
+                         "example per process.")
     steps_per_epoch = math.ceil(batches_per_epoch / config.grad_accum_steps)
     total_steps = config.max_steps or config.epochs * steps_per_epoch
     n_epochs = math.ceil(total_steps / steps_per_epoch)
     warmup_steps = int(config.warmup) if config.warmup >= 1 or config.warmup == 0 else int(config.warmup * total_steps)
 
+    output_dir = Path(config.output_dir) if config.output_dir else None
+    resuming = bool(config.resume and output_dir is not None and _has_checkpoints(output_dir))
+    if output_dir is not None and not resuming:
+        _claim_output_dir(output_dir, config, accelerator)
     if config.freeze_prefixes or config.freeze_bottom_layers:
         freeze_layers(model, prefixes=config.freeze_prefixes, bottom_layers=config.freeze_bottom_layers)
+    # what a checkpoint of this run belongs to; computed before training changes the trainable set
+    record = (_run_record(model, data, config, world=world, total_steps=total_steps, warmup_steps=warmup_steps)
+              if output_dir is not None and (config.save_strategy != "no" or resuming) else None)
     groups = build_param_groups(
         model, learning_rate=config.learning_rate, weight_decay=config.weight_decay,
         layer_decay=config.layer_decay, head_lr_multiplier=config.head_lr_multiplier,
@@ -698,20 +934,25 @@ def train(
 
     state: dict[str, Any] = {
         "global_step": 0, "epoch": 0, "batches_done": 0, "history": [], "best": None,
-        "bad_evals": 0, "loss_sum": 0.0, "loss_n": 0, "samples_seen": 0,
+        "bad_evals": 0, "loss_sum": 0.0, "loss_n": 0, "samples_seen": 0, "skipped_steps": [],
     }
     best_weights: dict[str, torch.Tensor] | None = None
-    output_dir = Path(config.output_dir) if config.output_dir else None
-    if config.resume and output_dir is not None and ckpt.latest_checkpoint(output_dir) is not None:
-        loaded = ckpt.load_checkpoint(
-            output_dir, model=accelerator.unwrap_model(model), optimizer=optimizer, scheduler=scheduler, rank=rank
-        )
-        state.update({k: loaded[k] for k in state if k in loaded})
+    run_id = uuid.uuid4().hex
+    resume_info: dict[str, Any] = {}
+    if resuming:
+        # every file is read and checked before anything changes; a damaged newest checkpoint is skipped
+        loaded, skipped = ckpt.read_intact_checkpoint(output_dir, rank=rank)
+        overrides = _check_resume(loaded, record, config)
         best_file = output_dir / "best-model.safetensors"
         if config.load_best_at_end and best_file.is_file():
-            from safetensors.torch import load_file
-
-            best_weights = load_file(str(best_file))
+            best_weights = _read_best_weights(best_file)
+        new_base_lrs = list(scheduler.base_lrs)
+        ckpt.apply_checkpoint(loaded, model=accelerator.unwrap_model(model), optimizer=optimizer, scheduler=scheduler)
+        state.update({k: loaded.state[k] for k in state if k in loaded.state})
+        run_id = loaded.state.get("run_id") or run_id
+        _apply_overrides(overrides, state, optimizer, scheduler, new_base_lrs, schedule)
+        resume_info = {"resumed_from": str(loaded.path), "skipped_checkpoints": [str(p) for p, _ in skipped],
+                       "resume_overrides": overrides}
 
     tracker = _Tracker(config) if accelerator.is_main_process else None
 
@@ -733,9 +974,10 @@ def train(
 
     def save() -> None:
         trainer_state = {k: v for k, v in state.items()}
+        trainer_state["run"] = record
         ckpt.save_checkpoint(output_dir, state["global_step"], model=model, optimizer=optimizer,
                              scheduler=scheduler, trainer_state=trainer_state,
-                             keep_last=config.save_total_limit, accelerator=accelerator)
+                             keep_last=config.save_total_limit, accelerator=accelerator, run_id=run_id)
 
     bar = tqdm(total=total_steps, initial=state["global_step"], desc="train", unit="step",
                disable=not (config.progress and accelerator.is_main_process), file=sys.stderr,
@@ -749,97 +991,137 @@ def train(
     stopped_early = False
     postfix: dict[str, str] = {}
     last_eval_step = state["history"][-1]["step"] if state["history"] and metric_key in state["history"][-1] else -1
+    check_grads = accelerator.scaler is None  # with fp16 the grad scaler skips overflowing steps itself
+    skip_bad = config.on_nonfinite == "skip"
     model.train()
 
-    while state["global_step"] < total_steps and not stopped_early:
-        epoch = state["epoch"]
-        if config.unfreeze_at_epoch is not None and epoch >= config.unfreeze_at_epoch:
-            unfreeze_layers(model)
-        sampler.set_epoch(epoch)
-        batches = list(sampler)
-        i = state["batches_done"]
-        while i < len(batches) and state["global_step"] < total_steps:
-            group = batches[i : i + config.grad_accum_steps]
-            n_group = sum(len(b) for b in group)
-            for j, idx in enumerate(group):
-                batch = _to_device(collator(data.rows(idx)), device)
-                sync = j == len(group) - 1
-                with contextlib.nullcontext() if sync or world == 1 else accelerator.no_sync(model):
-                    loss = model(**batch).loss
-                    # weight by examples so a short last micro-batch counts as much as it contains
-                    accelerator.backward(loss * (len(idx) / n_group))
-                running += loss.detach().float() * len(idx)
-                running_n += len(idx)
-            if accelerator.scaler is not None:
-                accelerator.unscale_gradients()
-            if regularizer is not None:
-                regularizer.before_step()
-            grad_norm = _clip(accelerator, model, config.max_grad_norm) if config.max_grad_norm else None
-            optimizer.step()
-            lr_now = config.learning_rate * schedule(state["global_step"])
-            if regularizer is not None and not getattr(optimizer, "step_was_skipped", False):
-                regularizer.after_step(lr_now)
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-
-            i += len(group)
-            state["global_step"] += 1
-            state["batches_done"] = i
-            state["samples_seen"] += n_group * world
-            step = state["global_step"]
-            bar.update(1)
-            epoch_end = i >= len(batches)
-            if step % config.logging_steps == 0 or step == total_steps or epoch_end:
-                total = accelerator.reduce(running.reshape(1), reduction="sum")[0] if world > 1 else running
-                count = running_n * world
-                now = time.perf_counter()
-                entry = {"step": step, "epoch": round(epoch_float(), 4),
-                         "train_loss": float(total.item()) / count, "lr": lr_now,
-                         "samples_per_second": (state["samples_seen"] - last_log_samples) / max(now - last_log_time, 1e-9)}
-                if grad_norm is not None:
-                    entry["grad_norm"] = float(grad_norm)
-                record_entry(entry)
-                postfix["loss"] = f"{entry['train_loss']:.4f}"
-                bar.set_postfix(postfix, refresh=False)
-                running.zero_()
-                running_n = 0
-                last_log_time, last_log_samples = now, state["samples_seen"]
-            do_eval = eval_data is not None and (
-                (config.eval_strategy == "steps" and step % config.eval_steps == 0)
-                or (config.eval_strategy == "epoch" and epoch_end)
-            )
-            if do_eval:
-                entry = run_eval()
-                last_eval_step = step
-                postfix[metric_key] = f"{entry.get(metric_key, float('nan')):.4f}"
-                bar.set_postfix(postfix, refresh=False)
-                value = entry.get(metric_key)
-                if value is None:
-                    raise KeyError(f"metric_for_best={config.metric_for_best!r} is not among the eval metrics "
-                                   f"{sorted(entry)}; pass one of them.")
-                best = state["best"]
-                if best is None or (value > best[metric_key] if greater else value < best[metric_key]):
-                    state["best"] = entry
-                    state["bad_evals"] = 0
-                    if config.load_best_at_end:
-                        best_weights = {k: v.detach().cpu().clone() for k, v in accelerator.unwrap_model(model).state_dict().items()}
-                        if output_dir is not None and accelerator.is_main_process:
-                            _save_weights_atomic(best_weights, output_dir / "best-model.safetensors")
-                else:
-                    state["bad_evals"] += 1
-                    if config.early_stopping_patience and state["bad_evals"] >= config.early_stopping_patience:
-                        stopped_early = True
-            if epoch_end:
+    try:
+        while state["global_step"] < total_steps and not stopped_early:
+            epoch = state["epoch"]
+            if config.unfreeze_at_epoch is not None and epoch >= config.unfreeze_at_epoch:
+                unfreeze_layers(model)
+            sampler.set_epoch(epoch)
+            batches = list(sampler)
+            i = state["batches_done"]
+            if i >= len(batches):  # a position past this epoch's end: go on with the next epoch, never spin
                 state["epoch"] += 1
                 state["batches_done"] = 0
-            should_save = (config.save_strategy == "steps" and step % config.save_steps == 0) or (
-                config.save_strategy == "epoch" and epoch_end)
-            if should_save or (config.save_strategy != "no" and (step == total_steps or stopped_early)):
-                state["loss_sum"], state["loss_n"] = float(running.item()), running_n
-                save()
-            if stopped_early:
-                break
-    bar.close()
+                continue
+            while i < len(batches) and state["global_step"] < total_steps:
+                group = batches[i : i + config.grad_accum_steps]
+                n_group = sum(len(b) for b in group)
+                if skip_bad:
+                    running_before, running_n_before = running.clone(), running_n
+                for j, idx in enumerate(group):
+                    batch = _to_device(collator(data.rows(idx)), device)
+                    sync = j == len(group) - 1
+                    with contextlib.nullcontext() if sync or world == 1 else accelerator.no_sync(model):
+                        loss = model(**batch).loss
+                        # weight by examples so a short last micro-batch counts as much as it contains
+                        accelerator.backward(loss * (len(idx) / n_group))
+                    running += loss.detach().float() * len(idx)
+                    running_n += len(idx)
+                if accelerator.scaler is not None:
+                    accelerator.unscale_gradients()
+                if regularizer is not None:
+                    regularizer.before_step()
+                grad_norm = _clip(accelerator, model, config.max_grad_norm) if config.max_grad_norm else None
+                # one host sync per step: a NaN must stop the step before the optimizer spreads it to the weights
+                norm = (grad_norm if grad_norm is not None else _grad_norm(model)) if check_grads else None
+                finite = torch.isfinite(running) if norm is None else torch.isfinite(running) & torch.isfinite(norm)
+                finite = finite.float().reshape(1)
+                if world > 1:
+                    finite = accelerator.reduce(finite, reduction="sum") / world
+                lr_now = config.learning_rate * schedule(state["global_step"])
+                if bool(finite.item() == 1.0):
+                    optimizer.step()
+                    if regularizer is not None and not getattr(optimizer, "step_was_skipped", False):
+                        regularizer.after_step(lr_now)
+                    scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                else:
+                    optimizer.zero_grad(set_to_none=True)
+                    what = _nonfinite_what(running, norm)
+                    where = (f"step {state['global_step'] + 1} (batches {i}-{i + len(group) - 1} of epoch {epoch}, "
+                             "counted from 0)")
+                    if not skip_bad:
+                        newest = ckpt.latest_checkpoint(output_dir) if output_dir is not None else None
+                        raise NonFiniteError(
+                            f"Training stopped at {where}: {what}. The optimizer step was not taken, so the weights "
+                            f"are those after step {state['global_step']}"
+                            + (f" and the newest checkpoint, {newest}, is finite" if newest is not None else "")
+                            + ". Lower learning_rate or set max_grad_norm, look at that batch's examples, or pass "
+                            "on_nonfinite='skip' to skip such batches."
+                        )
+                    log.warning("Skipped %s: %s (on_nonfinite='skip').", where, what)
+                    state["skipped_steps"].append(state["global_step"] + 1)
+                    running.copy_(running_before)
+                    running_n = running_n_before
+                    scheduler.step()  # the schedule stays aligned with the position in the data
+
+                i += len(group)
+                state["global_step"] += 1
+                state["batches_done"] = i
+                state["samples_seen"] += n_group * world
+                step = state["global_step"]
+                bar.update(1)
+                epoch_end = i >= len(batches)
+                if (step % config.logging_steps == 0 or step == total_steps or epoch_end) and running_n:
+                    total = accelerator.reduce(running.reshape(1), reduction="sum")[0] if world > 1 else running
+                    count = running_n * world
+                    now = time.perf_counter()
+                    entry = {"step": step, "epoch": round(epoch_float(), 4),
+                             "train_loss": float(total.item()) / count, "lr": lr_now,
+                             "samples_per_second": (state["samples_seen"] - last_log_samples) / max(now - last_log_time, 1e-9)}
+                    if grad_norm is not None:
+                        entry["grad_norm"] = float(grad_norm)
+                    record_entry(entry)
+                    postfix["loss"] = f"{entry['train_loss']:.4f}"
+                    bar.set_postfix(postfix, refresh=False)
+                    running.zero_()
+                    running_n = 0
+                    last_log_time, last_log_samples = now, state["samples_seen"]
+                do_eval = eval_data is not None and (
+                    (config.eval_strategy == "steps" and step % config.eval_steps == 0)
+                    or (config.eval_strategy == "epoch" and epoch_end)
+                )
+                if do_eval:
+                    entry = run_eval()
+                    last_eval_step = step
+                    postfix[metric_key] = f"{entry.get(metric_key, float('nan')):.4f}"
+                    bar.set_postfix(postfix, refresh=False)
+                    value = entry.get(metric_key)
+                    if value is None:
+                        raise KeyError(f"metric_for_best={config.metric_for_best!r} is not among the eval metrics "
+                                       f"{sorted(entry)}; pass one of them.")
+                    best = state["best"]
+                    if best is None or (value > best[metric_key] if greater else value < best[metric_key]):
+                        state["best"] = entry
+                        state["bad_evals"] = 0
+                        if config.load_best_at_end:
+                            best_weights = {k: v.detach().cpu().clone() for k, v in accelerator.unwrap_model(model).state_dict().items()}
+                            if output_dir is not None and accelerator.is_main_process:
+                                _save_weights_atomic(best_weights, output_dir / "best-model.safetensors")
+                    else:
+                        state["bad_evals"] += 1
+                        if config.early_stopping_patience and state["bad_evals"] >= config.early_stopping_patience:
+                            stopped_early = True
+                if epoch_end:
+                    state["epoch"] += 1
+                    state["batches_done"] = 0
+                should_save = (config.save_strategy == "steps" and step % config.save_steps == 0) or (
+                    config.save_strategy == "epoch" and epoch_end)
+                if should_save or (config.save_strategy != "no" and (step == total_steps or stopped_early)):
+                    state["loss_sum"], state["loss_n"] = float(running.item()), running_n
+                    save()
+                if stopped_early:
+                    break
+    except BaseException:
+        if tracker is not None:
+            tracker.close()
+        raise
+    finally:
+        bar.close()
 
     if best_weights is not None:
         accelerator.unwrap_model(model).load_state_dict(best_weights)
@@ -867,8 +1149,21 @@ def train(
         train_samples_per_second=state["samples_seen"] / runtime if runtime > 0 else float("nan"),
         stopped_early=stopped_early,
         extra={"total_steps": total_steps, "num_processes": world, "warmup_steps": warmup_steps,
-               "log_entries": len(trained)},
+               "log_entries": len(trained), "skipped_steps": list(state["skipped_steps"]), **resume_info},
     )
+
+
+def _read_best_weights(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # SafetensorError on a truncated or overwritten file
+        raise ckpt.DamagedCheckpointError(
+            f"{path} is damaged ({type(exc).__name__}: {exc}), so load_best_at_end cannot restore the best "
+            "weights. Delete it to resume without them (the run then ends with its last weights), or pass "
+            "load_best_at_end=False."
+        ) from exc
 
 
 def _save_weights_atomic(weights: Mapping[str, torch.Tensor], path: Path) -> None:
@@ -878,7 +1173,9 @@ def _save_weights_atomic(weights: Mapping[str, torch.Tensor], path: Path) -> Non
     tmp = path.with_name(f".{path.name}.tmp")
     # tied weights share storage; safetensors refuses shared tensors, so store independent copies
     save_file({k: v.contiguous().clone() for k, v in weights.items()}, str(tmp))
+    ckpt.fsync_file(tmp)
     os.replace(tmp, path)
+    ckpt.fsync_dir(path.parent)
 
 
 # ---------------------------------------------------------------------------------------------------
