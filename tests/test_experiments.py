@@ -246,3 +246,11 @@ def test_module_doctests():
 
     failures, _ = doctest.testmod(experiments, optionflags=doctest.ELLIPSIS)
     assert failures == 0
+
+
+def test_hash_changes_with_the_library_versions(monkeypatch):
+    import ftutils.experiments as ex
+
+    before = settings_hash({"a": 1}, 0)
+    monkeypatch.setattr(ex, "_library_versions", lambda: {"torch": "2.8.0", "transformers": "4.57.1"})
+    assert settings_hash({"a": 1}, 0) != before

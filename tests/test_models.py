@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import transformers
 
 from ftutils import assets, models
 
@@ -338,6 +339,35 @@ def test_convert_gguf_writes_once_into_a_content_named_folder(fake_gguf: Path,
     assert (folder / "config.json").is_file() and calls[0] != folder  # written elsewhere, renamed
     assert models.convert_gguf(fake_gguf) == folder and len(calls) == 1
     assert [p.name for p in folder.parent.iterdir()] == [folder.name], "staging folder left behind"
+
+
+def test_conversion_leaves_the_global_random_state_as_it_found_it(fake_gguf: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # A cold cache converts, a warm one does not: what runs next must not see the difference.
+    def drawing_convert(source: Path, out: Path) -> None:
+        torch.nn.Linear(64, 64)  # initialising weights draws from the global generator
+        (out / "config.json").write_text("{}")
+
+    monkeypatch.setattr(models, "_convert_into", drawing_convert)
+    torch.manual_seed(11)
+    expected = torch.randn(3)
+    torch.manual_seed(11)
+    models.convert_gguf(fake_gguf)
+    assert torch.equal(torch.randn(3), expected)
+
+
+def test_special_tokens_follow_the_gguf_metadata():
+    tokenizer = transformers.AutoTokenizer.from_pretrained(models.resolve("smollm2-135m"))
+    ids = models.gguf_special_token_ids(assets.path("smollm2-135m"))
+    assert ids["eos"] == tokenizer.eos_token_id and ids["pad"] == tokenizer.pad_token_id
+    # What transformers 4.56-5.17 produced: eos <|im_start|> (id 1). The file's ids put it right.
+    tokenizer.eos_token = tokenizer.convert_ids_to_tokens(1)
+    models.set_special_tokens(tokenizer, ids)
+    assert tokenizer.eos_token_id == ids["eos"] == 2
+
+
+def test_converted_folder_is_keyed_by_the_transformers_version():
+    assert f"transformers-{transformers.__version__}" in models.resolve("smollm2-135m").name
 
 
 def test_failed_conversion_leaves_nothing_and_incomplete_folders_are_redone(

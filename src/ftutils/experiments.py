@@ -83,11 +83,20 @@ def _config_dict(config: str | BookConfig) -> dict[str, Any]:
     return _jsonable(dataclasses.asdict(cfg))
 
 
+def _library_versions() -> dict[str, str]:
+    """The versions a cached result depends on: another torch or transformers trains differently."""
+    import torch
+    import transformers
+
+    return {"torch": torch.__version__, "transformers": transformers.__version__}
+
+
 def settings_hash(settings: Mapping[str, Any], seed: int, *, config: str | BookConfig = "cpu-tiny",
                   experiment: str = "") -> str:
     """A stable 16-hex-digit key for one run: same inputs, same key, on any machine and Python.
 
-    Key order in ``settings`` does not matter; ``1`` and ``1.0`` are different settings.
+    Key order in ``settings`` does not matter; ``1`` and ``1.0`` are different settings. The versions of
+    torch and transformers are part of the key, so a result computed under other versions is not reused.
 
     Example:
         >>> settings_hash({"a": 1, "b": 2}, 0) == settings_hash({"b": 2, "a": 1}, 0)
@@ -97,6 +106,7 @@ def settings_hash(settings: Mapping[str, Any], seed: int, *, config: str | BookC
     """
     payload = {
         "format": CACHE_FORMAT,
+        "libraries": _library_versions(),
         "experiment": experiment,
         "config": _config_dict(config),
         "settings": _jsonable(dict(settings)),

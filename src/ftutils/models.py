@@ -115,7 +115,9 @@ def resolve(name: str) -> Path | str:
         entry = REGISTRY[name]
         if entry.gguf:
             package = assets._package(assets.get_asset(entry.asset).package)
-            folder = _converted_dir(f"{name}-{package.sha256[:12]}")
+            # Keyed by the transformers version too: a folder written by one version may not load
+            # under another (5.24's tokenizer files fail under 4.57), e.g. a cache kept on Drive.
+            folder = _converted_dir(f"{name}-{package.sha256[:12]}-transformers-{transformers.__version__}")
             if _converted_ok(folder):  # skip even the asset check: the GGUF is not needed any more
                 return folder
             return convert_gguf(assets.path(entry.asset), folder)
@@ -228,7 +230,10 @@ def convert_gguf(gguf_file: Path | str, dest: Path | str | None = None) -> Path:
         staging = Path(tempfile.mkdtemp(prefix=f".convert-{dest.name}-", dir=dest.parent))
         try:
             started = time.perf_counter()
-            _convert_into(gguf_file, staging)
+            # Building the fp32 model draws random initial weights (then overwritten): with the global
+            # generators restored afterwards, a cold cache leaves them exactly as a warm one does.
+            with seeding.seeded(0, f"convert_gguf|{gguf_file.name}"):
+                _convert_into(gguf_file, staging)
             (staging / _CONVERTED_MARKER).write_text(json.dumps({
                 "source": str(gguf_file), "dtype": "float32",
                 "transformers": transformers.__version__,
@@ -256,8 +261,49 @@ def _convert_into(gguf_file: Path, out: Path) -> None:
         raise RuntimeError(f"Converting {filename}: missing {missing}, unexpected "
                            f"{result.unexpected_keys}; the GGUF does not match its own config.")
     plain.generation_config = quantised.generation_config
+    tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=filename)
+    special = gguf_special_token_ids(gguf_file)
+    set_special_tokens(tokenizer, special)
+    for settings in (plain.config, plain.generation_config):
+        for role in ("bos", "eos", "pad"):
+            if role in special:
+                setattr(settings, f"{role}_token_id", special[role])
     plain.save_pretrained(out)
-    AutoTokenizer.from_pretrained(directory, gguf_file=filename).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+
+
+def gguf_special_token_ids(gguf_file: Path | str) -> dict[str, int]:
+    """``{"bos": id, "eos": id, "pad": id, "unk": id}`` as the GGUF file's own metadata records them.
+
+    Example:
+        >>> gguf_special_token_ids(assets.path("smollm2-135m"))["eos"]  # doctest: +SKIP
+        2
+    """
+    import gguf
+
+    reader = gguf.GGUFReader(str(gguf_file))
+    keys = {"bos": "bos_token_id", "eos": "eos_token_id", "pad": "padding_token_id", "unk": "unknown_token_id"}
+    found = {}
+    for role, key in keys.items():
+        field = reader.fields.get(f"tokenizer.ggml.{key}")
+        if field is not None and field.data:
+            found[role] = int(field.parts[field.data[0]][0])
+    return found
+
+
+def set_special_tokens(tokenizer: PreTrainedTokenizerBase, ids: dict[str, int]) -> None:
+    """Make the tokenizer's bos/eos/pad/unk tokens the ones with these ids.
+
+    Some transformers versions (4.56 to 5.17, measured) convert SmolLM2's GGUF tokenizer with eos
+    ``<|im_start|>`` and no pad, although the file says eos ``<|im_end|>`` and pad ``<|im_end|>``;
+    fine-tuning answers then end in the wrong token and generation stops on it. The file's ids win.
+    """
+    for role, token_id in ids.items():
+        if token_id < 0 or token_id >= len(tokenizer):
+            continue
+        token = tokenizer.convert_ids_to_tokens(token_id)
+        if getattr(tokenizer, f"{role}_token_id", None) != token_id:
+            setattr(tokenizer, f"{role}_token", token)
 
 
 def _is_tied(model: PreTrainedModel, key: str) -> bool:
