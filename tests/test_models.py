@@ -370,6 +370,21 @@ def test_converted_folder_is_keyed_by_the_transformers_version():
     assert f"transformers-{transformers.__version__}" in models.resolve("smollm2-135m").name
 
 
+def test_a_changed_converted_file_is_converted_again(fake_gguf: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+
+    def fake_convert(source: Path, out: Path) -> None:
+        calls.append(out)
+        (out / "config.json").write_text("{}")
+        (out / "model.safetensors").write_bytes(b"weights")
+
+    monkeypatch.setattr(models, "_convert_into", fake_convert)
+    folder = models.convert_gguf(fake_gguf)
+    (folder / "model.safetensors").write_bytes(b"weightz")  # same size, one byte changed
+    assert models.convert_gguf(fake_gguf) == folder and len(calls) == 2
+    assert (folder / "model.safetensors").read_bytes() == b"weights"
+
+
 def test_failed_conversion_leaves_nothing_and_incomplete_folders_are_redone(
         fake_gguf: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def crash(source: Path, out: Path) -> None:

@@ -191,7 +191,14 @@ def _converted_dir(stem: str) -> Path:
 
 
 def _converted_ok(folder: Path) -> bool:
-    return (folder / _CONVERTED_MARKER).is_file() and (folder / "config.json").is_file()
+    """A complete conversion whose files still hash to what was written (a changed file: convert again)."""
+    if not ((folder / _CONVERTED_MARKER).is_file() and (folder / "config.json").is_file()):
+        return False
+    problem = assets.verify_unpacked(folder)
+    if problem is not None:
+        log.warning("Converted folder %s: %s; converting again.", folder, problem)
+        return False
+    return True
 
 
 def convert_gguf(gguf_file: Path | str, dest: Path | str | None = None) -> Path:
@@ -238,6 +245,7 @@ def convert_gguf(gguf_file: Path | str, dest: Path | str | None = None) -> Path:
                 "source": str(gguf_file), "dtype": "float32",
                 "transformers": transformers.__version__,
                 "seconds": round(time.perf_counter() - started, 1)}))
+            assets.record_manifest(staging, gguf_file.name)  # sha256 of each file, fsynced, before publishing
             os.replace(staging, dest)
             log.info("Converted %s to %s in %.0f s", gguf_file.name, dest, time.perf_counter() - started)
         finally:
