@@ -45,9 +45,9 @@ from ftutils import chapter, data, evaluation, models
 # The fine-tuning demo takes only ~30 optimizer steps on cpu-tiny; at the config's learning rate
 # (5e-5, batch 32) it measured barely above the majority class, at 1e-4 with batch 16 near the probe.
 CHAPTER_SIZES = {"cpu-tiny": dict(batch_size=16, learning_rate=1e-4)}
-cfg = chapter.start(CONFIG, SEED, CHAPTER_SIZES)
-chapter.check("PROJECTION", PROJECTION, choices=("pca", "tsne"))
 chapter.check("FINETUNE_EPOCHS", FINETUNE_EPOCHS, kind=int, minimum=1)
+cfg = chapter.start(CONFIG, SEED, CHAPTER_SIZES, epochs=FINETUNE_EPOCHS)
+chapter.check("PROJECTION", PROJECTION, choices=("pca", "tsne"))
 chapter.check("FINETUNE_EXAMPLES", FINETUNE_EXAMPLES, kind=int, minimum=1, allow_none=True)
 device = "cuda" if torch.cuda.is_available() else "cpu"
 print(f"config {cfg.name}, seed {cfg.seed}: encoder {cfg.encoder}, decoder {cfg.decoder}, device {device}")
@@ -298,7 +298,7 @@ generator = torch.Generator().manual_seed(cfg.seed)
 n_finetune = len(train_texts) if FINETUNE_EXAMPLES is None else min(FINETUNE_EXAMPLES, len(train_texts))
 started = time.perf_counter()
 classifier.train()
-for epoch in range(FINETUNE_EPOCHS):
+for epoch in range(cfg.epochs):
     order = torch.randperm(n_finetune, generator=generator).tolist()
     for start in range(0, len(order), cfg.batch_size):
         rows = order[start:start + cfg.batch_size]

@@ -296,16 +296,18 @@ assert val_accuracy > 0.6, val_accuracy
 # gradient clipping, length-grouped batches (less padding), periodic evaluation, mixed precision on a
 # GPU, checkpoints, and a hook for a regulariser. Here the regulariser is chapter 3's L2-SP: it
 # anchors every pretrained parameter at its starting value $\theta_p$ (the new head is left free) and
-# adds the gradient of $\lambda\|\theta-\theta_p\|^2$ at every step.
+# adds the gradient of $\lambda\|\theta-\theta_p\|^2$ at every step. The schedule warms up for 10% of
+# the steps and then decays linearly to zero, so its peak is set to twice the plain loop's constant rate:
+# averaged over the run, both loops take steps of the same size. (At the plain loop's rate as its
+# peak, one seed in three of this 48-step run ended at the majority class.)
 
 # %%
-transformers.set_seed(cfg.seed)
 ft_model, _ = models.load(cfg.encoder, "sequence-classification", labels=label_names)
 l2sp = regularizers.make_regularizer("l2sp", ft_model, L2SP_STRENGTH)
 steps_per_epoch = -(-len(tokenized["train"]) // cfg.batch_size)
 train_config = trainer.TrainingConfig.from_book_config(
     cfg, eval_strategy="steps", eval_steps=max(1, steps_per_epoch // 2), logging_steps=max(1, steps_per_epoch // 4),
-    warmup=0.1, progress=False)
+    warmup=0.1, learning_rate=2 * cfg.learning_rate, progress=False)
 result = trainer.train(ft_model, tokenized["train"], tokenized["validation"], config=train_config,
                        tokenizer=tokenizer, regularizer=l2sp)
 print(f"trained {result.global_step} steps in {result.train_runtime_s:.0f} s "

@@ -326,15 +326,16 @@ summary.append(dict(task="NER, Chinese news (peoples_daily)", model="MiniLM", me
 # Claims: the dictionary baseline finds some entities on both datasets; scores are fractions.
 assert tweet_dictionary["f1"] > 0 and pd_dictionary["f1"] > 0, (tweet_dictionary["f1"], pd_dictionary["f1"])
 assert 0 <= tweet_scores["f1"] <= 1 and 0 <= pd_scores["f1"] <= 1
-if CONFIG == "cpu-tiny":  # the cpu-tiny sentence below
-    assert 0 < tweet_scores["f1"] < tweet_dictionary["f1"], (tweet_scores["f1"], tweet_dictionary["f1"])
-    assert pd_scores["f1"] < pd_dictionary["f1"], (pd_scores["f1"], pd_dictionary["f1"])
+if cfg.name == "cpu-tiny":  # the cpu-tiny sentence below; over SEED 0-2 the tweet tagger's F1 went
+    # from 0.00 to 0.16 against dictionaries at 0.085-0.123, the Chinese one's from 0.00 to 0.06 (0.053-0.081)
+    assert tweet_scores["f1"] < tweet_dictionary["f1"] + 0.10, (tweet_scores["f1"], tweet_dictionary["f1"])
+    assert pd_scores["f1"] < pd_dictionary["f1"] + 0.05, (pd_scores["f1"], pd_dictionary["f1"])
 
 # %% [markdown]
-# On `cpu-tiny` neither tagger beats its dictionary: the tweet tagger has begun to find entities, but
-# scores below the dictionary, and the Chinese tagger, reading mostly `[UNK]`, finds next to none.
-# Forty-eight optimizer steps are not enough for tagging; the `gpu` configuration trains on the full
-# splits.
+# On `cpu-tiny` neither tagger is clearly better than a dictionary lookup: depending on the seed the
+# tweet tagger finds no entity at all or edges past the dictionary on one or two frequent types, and the
+# Chinese tagger, reading mostly `[UNK]`, finds next to none. Forty-eight optimizer steps are not enough
+# for tagging; the `gpu` configuration trains on the full splits.
 
 # %% [markdown]
 # (sec-app-qa)=
@@ -407,8 +408,11 @@ pd.concat(qa_scores, axis=0)
 # Exact match (EM) and token F1 use SQuAD's normalisation (lower case, no punctuation or articles),
 # best over an example's gold answers; an unanswerable question counts as right only when the
 # prediction is empty. "Always no answer" scores exactly the share of unanswerable questions: it is the
-# floor any QA model has to beat. On `cpu-tiny`, with 150 training questions, MiniLM stays below that
-# floor. Some answers from the test tweets:
+# floor any QA model has to beat. On `cpu-tiny`, with the couple of hundred training questions printed
+# above, MiniLM ends close to that floor -- from about level with it to some six points above, depending
+# on the seed -- and it scores far better on the unanswerable questions than on the answerable ones:
+# this little training teaches it when to abstain more reliably than where an answer is. Some answers
+# from the test tweets:
 
 # %%
 for i in [i for i in range(len(qa_gold)) if has_answer[i]][:SHOW_EXAMPLES]:
@@ -421,8 +425,12 @@ summary.append(dict(task=f"extractive QA ({QA_DATASET})", model="MiniLM", metric
 # %% tags=["remove-cell"]
 floor = qa_scores["always no answer"].loc["all", "exact_match"]
 assert abs(floor - round((~has_answer).mean(), 3)) < 1e-3, (floor, (~has_answer).mean())
-if CONFIG == "cpu-tiny" and QA_DATASET == "wnut16":  # "MiniLM stays below that floor"
-    assert qa_scores["MiniLM QA"].loc["all", "f1"] < floor, qa_scores["MiniLM QA"]
+if cfg.name == "cpu-tiny" and QA_DATASET == "wnut16":  # "close to that floor ... far better on the unanswerable"
+    # (SEED 0, 1, 2: F1 0.556, 0.559, 0.505 against floors 0.497, 0.505, 0.490; F1 answerable/unanswerable
+    # 0.46/0.65, 0.29/0.83, 0.05/0.98)
+    assert -0.03 < qa_scores["MiniLM QA"].loc["all", "f1"] - floor < 0.1, qa_scores["MiniLM QA"]
+    assert (qa_scores["MiniLM QA"].loc["answerable", "f1"]
+            < qa_scores["MiniLM QA"].loc["unanswerable", "f1"] - 0.1), qa_scores["MiniLM QA"]
 
 # %% [markdown]
 # (sec-app-translation)=

@@ -126,6 +126,9 @@ def test_times_table_merges_rows_and_totals_per_config(tmp_path):
     assert rows[("01_a", "cpu-tiny")] == (12.0, "d2", "m")
     assert len(rows) == 3
     assert "Total for the chapters on `cpu-tiny`: 17 s" in (tmp_path / book.TIMES_FILE).read_text()
+    book.write_times(tmp_path, {("HTML build", "-"): (4.0, "d3", "m")})
+    builds = [key for key in book.read_times(tmp_path / book.TIMES_FILE) if key[0] == "HTML build"]
+    assert builds == [("HTML build", "-")], "one row for the latest build"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -296,12 +299,16 @@ def test_run_seeds_executes_every_seed_and_reports_each_failing_one(tiny_book):
         # %%
         assert SEED != 1, "the claim fails for this seed"
         print("claim holds", SEED)
+
+        # %%
+        assert SEED != 1, "a later claim fails too"
         '''))
     failures = book.run_seeds(tiny_book, [0, 1], only=["02"])
     assert list(failures) == [("02_claim", 1)]
-    assert "the claim fails for this seed" in failures[("02_claim", 1)]
+    assert "cell 2 (`assert SEED != 1, \"the claim fails" in failures[("02_claim", 1)]
+    assert "cell 3 (`assert SEED != 1, \"a later claim" in failures[("02_claim", 1)]
     passed = nbformat.read(tiny_book / book.SEEDS_DIR / "seed-0" / "02_claim.ipynb", as_version=4)
-    assert "claim holds 0" in passed.cells[-1].outputs[0]["text"]
+    assert "claim holds 0" in passed.cells[-2].outputs[0]["text"]
     assert not (tiny_book / "executed" / "02_claim.ipynb").exists()
     assert not (tiny_book / book.TIMES_FILE).exists()
     with pytest.raises(book.BookError, match="--seeds"):

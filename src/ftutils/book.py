@@ -194,11 +194,12 @@ def read_source(chapter: Chapter) -> Any:
 
 
 def execute_chapter(root: Path, chapter: Chapter, config: str, params: dict[str, Any],
-                    *, timeout: int | None = None, out: Path | None = None) -> float:
+                    *, timeout: int | None = None, out: Path | None = None, keep_going: bool = False) -> float:
     """Execute one chapter into ``out`` (default ``executed/NN_name.ipynb``); return the seconds it took.
 
     Raises ``ChapterFailed`` naming the chapter and the failing cell, and ``BookError`` if a ``-p``
-    name is not in the chapter's parameters cell.
+    name is not in the chapter's parameters cell. With ``keep_going`` every cell runs even after one
+    failed, and the message lists each failing cell.
     """
     import nbformat
     import papermill
@@ -225,9 +226,12 @@ def execute_chapter(root: Path, chapter: Chapter, config: str, params: dict[str,
                 papermill.execute_notebook(
                     str(source), str(out), parameters={"CONFIG": config, **params}, kernel_name="python3",
                     language="python", cwd=str(root), progress_bar=False, log_output=False,
-                    execution_timeout=timeout,
+                    execution_timeout=timeout, **({"allow_errors": True} if keep_going else {}),
                 )
         except PapermillExecutionError as exc:
+            if keep_going:
+                raise ChapterFailed(f"chapter {chapter.name} failed in " + "; ".join(failing_cells(out))
+                                    + f"  [tracebacks in {out}]") from None
             raise ChapterFailed(_failure_message(chapter, out, exc)) from None
         seconds = time.perf_counter() - started
         ran = json.loads(record.read_text()) if record.is_file() else None
@@ -283,6 +287,28 @@ def expected_errors_allowed() -> Any:
         pm_execute.raise_for_execution_errors = original
 
 
+def failing_cells(executed_file: Path) -> list[str]:
+    """'cell K (`first line`): Error: message' for every cell of an executed notebook that raised,
+    except cells tagged ``raises-exception``; K counts the source's cells (papermill's excluded)."""
+    import nbformat
+
+    notebook = nbformat.read(executed_file, as_version=4)
+    found, number = [], 0
+    for cell in notebook.cells:
+        tags = cell.metadata.get("tags", [])
+        if "injected-parameters" in tags or "papermill-error-cell-tag" in tags:
+            continue  # cells papermill added
+        number += 1
+        if cell.cell_type != "code" or "raises-exception" in tags:
+            continue
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                first = next((line for line in cell.source.splitlines() if line.strip()), "").strip()
+                evalue = (str(output.get("evalue", "")).strip().splitlines() or [""])[0]
+                found.append(f"cell {number} (`{first[:80]}`): {output.get('ename')}: {evalue[:300]}")
+    return found
+
+
 def _failure_message(chapter: Chapter, out: Path, exc: Any) -> str:
     """'chapter NN failed in cell K (...)', K counted in the source notebook (papermill's cells excluded)."""
     import nbformat
@@ -297,16 +323,21 @@ def _failure_message(chapter: Chapter, out: Path, exc: Any) -> str:
             f"{exc.ename}: {evalue}  [traceback in {out}]")
 
 
+HTML_ROW = "HTML build"
+
+
 def write_times(root: Path, rows: dict[tuple[str, str], tuple[float, str, str]]) -> Path:
     """Merge ``{(chapter, config): (seconds, date, machine)}`` into the times table and write it."""
     file = root / TIMES_FILE
     table = read_times(file)
+    if any(chapter == HTML_ROW for chapter, _ in rows):  # one build row: the latest build
+        table = {key: value for key, value in table.items() if key[0] != HTML_ROW}
     table.update(rows)
     lines = [
         "# Execution times",
         "",
         "Wall-clock seconds per chapter, written by `python -m ftutils.book run` (do not edit by hand).",
-        "The `HTML build` row is `jupyter-book build` after the chapters ran. The budget for the whole",
+        "The `HTML build` row is the latest `jupyter-book build`. The budget for the whole",
         "book on `cpu-tiny` is 20 minutes on 2 CPU cores; numbers measured on a shared machine are noisy.",
         "",
         "| Chapter | Config | Seconds | Date (UTC) | Machine |",
@@ -315,14 +346,13 @@ def write_times(root: Path, rows: dict[tuple[str, str], tuple[float, str, str]])
     totals: dict[str, float] = {}
     for (chapter, config), (seconds, date, machine) in sorted(table.items()):
         lines.append(f"| {chapter} | {config} | {seconds:.1f} | {date} | {machine} |")
-        if chapter != "HTML build":
+        if chapter != HTML_ROW:
             totals[config] = totals.get(config, 0.0) + seconds
     lines.append("")
     for config, total in sorted(totals.items()):
         lines.append(f"Total for the chapters on `{config}`: {total:.0f} s ({total / 60:.1f} min).")
         lines.append("")
-    file.parent.mkdir(parents=True, exist_ok=True)
-    file.write_text("\n".join(lines))
+    _write_atomic(file, "\n".join(lines))
     _copy_into_readme(root, lines[6:])
     return file
 
@@ -341,7 +371,7 @@ def _copy_into_readme(root: Path, table: list[str]) -> None:
         return
     head, rest = text.split(start, 1)
     _, tail = rest.split(end, 1)
-    readme.write_text(head + start + "\n" + "\n".join(table).rstrip() + "\n" + end + tail)
+    _write_atomic(readme, head + start + "\n" + "\n".join(table).rstrip() + "\n" + end + tail)
 
 
 SIZES_FILE = "book/chapter_sizes.md"
@@ -440,7 +470,7 @@ def run(root: Path, config: str = DEFAULT_CONFIG, only: Sequence[str] | None = N
         write_sizes(root)
     if build_html:
         seconds = build(root)
-        write_times(root, {("HTML build", config): (seconds, _today(), machine)})
+        write_times(root, {(HTML_ROW, "-"): (seconds, _today(), machine)})
     return times
 
 
@@ -453,7 +483,8 @@ def run_seeds(root: Path, seeds: Sequence[int], config: str = DEFAULT_CONFIG, on
 
     Nothing is compared with recorded outputs: this checks that each claim's hidden assert holds for
     other seeds. Notebooks go to ``executed/seeds/seed-S/``; ``executed/`` and the times table are not
-    touched. Every (chapter, seed) runs even after a failure. Returns ``{(chapter, seed): problem}``
+    touched. Every (chapter, seed) runs even after a failure, and every cell of a chapter even after a
+    failing one, so one run lists all the claims that fail. Returns ``{(chapter, seed): problem}``
     for the failures (empty: all passed).
     """
     check_config(config)
@@ -469,7 +500,8 @@ def run_seeds(root: Path, seeds: Sequence[int], config: str = DEFAULT_CONFIG, on
             out = root / SEEDS_DIR / f"seed-{seed}" / f"{chapter.name}.ipynb"
             print(f"[book] executing {chapter.name} (config {config}, SEED {seed}) ...", flush=True)
             try:
-                seconds = execute_chapter(root, chapter, config, {**params, "SEED": seed}, timeout=timeout, out=out)
+                seconds = execute_chapter(root, chapter, config, {**params, "SEED": seed}, timeout=timeout, out=out,
+                                          keep_going=True)
             except BookError as exc:
                 failures[(chapter.name, seed)] = str(exc)
                 print(f"[book] FAILED {chapter.name} SEED {seed}: {exc}", flush=True)
@@ -795,7 +827,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "build":
             root = find_root(args.root)
             seconds = build(root)
-            write_times(root, {("HTML build", "(build only)"): (seconds, _today(), machine_description(""))})
+            write_times(root, {(HTML_ROW, "-"): (seconds, _today(), machine_description(""))})
         elif args.command == "sync":
             sync(find_root(args.root), args.only)
         elif args.command == "check-sync":
