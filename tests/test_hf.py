@@ -13,6 +13,7 @@ from transformers import BertConfig, BertForSequenceClassification, TrainingArgu
 
 from ftutils.hf import RegularizedTrainer
 from ftutils.regularizers import make_regularizer
+from ftutils.trainer import TrainingConfig, build_param_groups, train
 
 N = 8
 # The key bias has an exactly-zero true gradient in attention (softmax ignores a constant shift), so its
@@ -118,3 +119,38 @@ def test_rejects_something_that_is_not_a_regularizer(tmp_path) -> None:
     with pytest.raises(TypeError, match="Regularizer"):
         RegularizedTrainer(model=tiny_bert(), args=TrainingArguments(str(tmp_path), use_cpu=True, report_to=[]),
                            regularizer=0.01)
+
+
+def test_book_loop_and_adapter_pull_each_parameter_group_with_its_own_learning_rate(tmp_path) -> None:
+    # With layer-wise LR decay the decoupled L2-SP pull θ ← θ − lr_g·λ·(θ−θ_p) must use each group's
+    # lr_g, in ftutils.trainer.train as in the Hugging Face adapter. (Pulling with the base rate
+    # everywhere, as train() once did, pulls layer 1, layer 0 and the embeddings 2, 4 and 8 times too hard.)
+    lam, lr, steps, decay = 2.0, 0.05, 3, 0.5
+    model_b = tiny_bert()
+    model_t = copy.deepcopy(model_b)
+    reg_b = make_regularizer("l2sp-decoupled", model_b, lam)
+    reg_t = make_regularizer("l2sp-decoupled", model_t, lam)
+    for m in (model_b, model_t):
+        perturb(m)
+
+    config = TrainingConfig(max_steps=steps, batch_size=N, learning_rate=lr, lr_scheduler="constant",
+                            layer_decay=decay, adam_eps=EPS, max_grad_norm=1.0, eval_strategy="no",
+                            progress=False)
+    train(model_b, {k: v.tolist() for k, v in data().items()}, config=config, regularizer=reg_b)
+
+    groups = build_param_groups(model_t, learning_rate=lr, layer_decay=decay)
+    assert len({g["lr"] for g in groups}) > 2  # embeddings, two layers, the rest
+    opt = torch.optim.AdamW(groups, lr=lr, eps=EPS, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+    args = TrainingArguments(
+        output_dir=str(tmp_path), max_steps=steps, per_device_train_batch_size=N, max_grad_norm=1.0,
+        report_to=[], save_strategy="no", use_cpu=True, disable_tqdm=True, logging_strategy="no", seed=0,
+    )
+    dataset = Dataset.from_dict({k: v.tolist() for k, v in data().items()})
+    trainer = RegularizedTrainer(model=model_t, args=args, train_dataset=dataset, regularizer=reg_t,
+                                 optimizers=(opt, sched))
+    with contextlib.redirect_stdout(io.StringIO()):
+        trainer.train()
+
+    for (name, pb), pt in zip(model_b.named_parameters(), model_t.parameters()):
+        torch.testing.assert_close(pb.detach(), pt.detach(), atol=1e-6, rtol=1e-5, msg=name)

@@ -44,14 +44,16 @@ class CountingRegularizer:
     kind, strength = "test", 0.0
 
     def __init__(self, raise_at_step: int | None = None) -> None:
-        self.calls: list[tuple[str, float | None]] = []
+        self.calls: list[tuple[str, tuple[float, ...] | None]] = []
         self.raise_at_step = raise_at_step
 
     def before_step(self) -> None:
         self.calls.append(("before", None))
 
-    def after_step(self, lr: float) -> None:
-        self.calls.append(("after", lr))
+    def after_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # the trainer passes the torch optimizer itself, so that each group's learning rate is used
+        assert type(optimizer) is torch.optim.AdamW, type(optimizer)
+        self.calls.append(("after", tuple(sorted({g["lr"] for g in optimizer.param_groups}))))
         if self.raise_at_step is not None and sum(c[0] == "after" for c in self.calls) == self.raise_at_step:
             raise KeyboardInterrupt("simulated kill")
 
@@ -141,7 +143,9 @@ def test_step_order_with_regularizer_and_accumulation():
     assert result.global_step == 4
     assert [c[0] for c in reg.calls] == ["before", "after"] * 4
     lrs = [c[1] for c in reg.calls if c[0] == "after"]
-    assert lrs == pytest.approx([0.0, 5e-4, 1e-3, 5e-4])  # warmup 2 then linear decay over 4 steps
+    assert all(len(step_lrs) == 1 for step_lrs in lrs)  # layer_decay 1, no head multiplier: one rate
+    # the rate the optimizer just used: warmup 2 then linear decay over 4 steps
+    assert [step_lrs[0] for step_lrs in lrs] == pytest.approx([0.0, 5e-4, 1e-3, 5e-4])
 
 
 def test_build_param_groups_layer_decay_and_head():

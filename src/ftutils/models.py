@@ -57,7 +57,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from ftutils import assets, seeding
+from ftutils import anatomy, assets, seeding
 
 log = logging.getLogger(__name__)
 
@@ -423,7 +423,7 @@ def _load(name: str, task: str, num_labels: int | None, id2label: dict[int, str]
             new = tuple(n for n, _ in model.named_parameters())
     log.info("Loaded %s for %s from %s: %d new parameter tensors", type(model).__name__, task,
              source, len(new))
-    model.ftutils_new_parameters = new
+    anatomy.mark_new_parameters(model, new)
     if pooling == "mean":
         return _mean_pooling(model, pretrained, dtype), tokenizer
     return model, tokenizer
@@ -509,7 +509,7 @@ def new_parameter_names(model: torch.nn.Module) -> list[str]:
         >>> new_parameter_names(model)
         ['qa_outputs.weight', 'qa_outputs.bias']
     """
-    names = getattr(model, "ftutils_new_parameters", None)
+    names = anatomy.marked_new_parameters(model)
     if names is None:
         raise ValueError(f"{type(model).__name__} was not loaded with ftutils.models.load, so which "
                          "parameters are new is unknown. Load it with ftutils.models.load(...).")
@@ -564,7 +564,7 @@ class MeanPoolingClassifier(torch.nn.Module):
         self.encoder = encoder
         self.config = encoder.config
         self.classifier = torch.nn.Linear(encoder.config.hidden_size, num_labels)
-        self.ftutils_new_parameters = ("classifier.weight", "classifier.bias")
+        anatomy.mark_new_parameters(self, ("classifier.weight", "classifier.bias"))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None, **unused: Any) -> ClassifierOutput:
@@ -586,7 +586,7 @@ def _mean_pooling(model: PreTrainedModel, pretrained: bool, dtype: torch.dtype) 
         encoder.pooler = None
     wrapped = MeanPoolingClassifier(encoder, num_labels=model.config.num_labels).to(dtype)
     if not pretrained:
-        wrapped.ftutils_new_parameters = tuple(n for n, _ in wrapped.named_parameters())
+        anatomy.mark_new_parameters(wrapped, (n for n, _ in wrapped.named_parameters()))
     return wrapped
 
 
@@ -649,7 +649,7 @@ def describe(model: PreTrainedModel) -> str:
         head += f" ({config.model_type}): " + ", ".join(shape)
     lines = [head, f"parameters: {total:,} ({total / 1e6:.1f}M), trainable {trainable:,}, "
                    f"dtype {'/'.join(dtypes)}"]
-    new = getattr(model, "ftutils_new_parameters", None)
+    new = anatomy.marked_new_parameters(model)
     if new is not None:
         sizes = dict(model.named_parameters())
         n_new = sum(sizes[n].numel() for n in new if n in sizes)

@@ -41,63 +41,34 @@ Example:
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable
 from typing import Any
 
 import torch
 from torch import nn
 
+from ftutils.anatomy import HEAD_PREFIXES, layer_group, layer_group_order, marked_new_parameters, unwrap
+
 KINDS: tuple[str, ...] = ("none", "l2sp", "l2sp-decoupled", "weight-decay")
-DEFAULT_HEAD_PREFIXES: tuple[str, ...] = ("classifier.", "score.", "qa_outputs.", "pre_classifier.")
-# Wrappers that hide the real model behind an attribute (DDP/Accelerate: `module`, torch.compile:
-# `_orig_mod`); their parameter names gain that prefix.
-_WRAPPER_ATTRIBUTES: tuple[str, ...] = ("module", "_orig_mod")
-_BASE_MODEL_PREFIXES: tuple[str, ...] = (
-    "bert.", "roberta.", "distilbert.", "deberta.", "electra.", "albert.", "xlm_roberta.",
-    "model.", "transformer.", "base_model.", "encoder.",
-)
-_LAYER_PATTERN = re.compile(r"(?:^|\.)(?:layers?|h|blocks?)\.(\d+)(?:\.|$)")
-
-
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """Return the model inside DDP/Accelerate/torch.compile wrappers (the model itself if unwrapped).
-
-    Example:
-        >>> import torch
-        >>> inner = torch.nn.Linear(2, 2)
-        >>> class Wrapper(torch.nn.Module):
-        ...     def __init__(self, module):
-        ...         super().__init__()
-        ...         self.module = module
-        >>> unwrap_model(Wrapper(inner)) is inner
-        True
-    """
-    seen = 0
-    while seen < 8:  # wrappers nest at most a few deep; the bound guards against cycles
-        for attribute in _WRAPPER_ATTRIBUTES:
-            inner = getattr(model, attribute, None)
-            if isinstance(inner, nn.Module) and inner is not model:
-                model = inner
-                break
-        else:
-            return model
-        seen += 1
-    return model
+# The head prefixes, the unwrapping and the layer groups live in ftutils.anatomy; the names below are
+# kept for code that imports them from here.
+DEFAULT_HEAD_PREFIXES: tuple[str, ...] = HEAD_PREFIXES
+unwrap_model = unwrap
 
 
 def default_exclude(model: nn.Module) -> list[str]:
     """The parameter names (or name prefixes ending in ``.``) excluded from the anchor by default.
 
-    The model's ``ftutils_new_parameters`` (set by :func:`ftutils.models.load`) when present, else the
-    usual task-head prefixes of Hugging Face models.
+    The model's ``ftutils_new_parameters`` (set by :func:`ftutils.models.load`, read with
+    :func:`ftutils.anatomy.marked_new_parameters`) when present, even when empty (nothing is new, so
+    everything is anchored), else the usual task-head prefixes of Hugging Face models.
 
     Example:
         >>> import torch
         >>> default_exclude(torch.nn.Linear(2, 2))
         ['classifier.', 'score.', 'qa_outputs.', 'pre_classifier.']
     """
-    new = getattr(unwrap_model(model), "ftutils_new_parameters", None)
+    new = marked_new_parameters(model)
     if new is not None:
         return list(new)
     return list(DEFAULT_HEAD_PREFIXES)
@@ -108,40 +79,6 @@ def _is_excluded(name: str, exclude: Iterable[str]) -> bool:
         if name == entry or name.startswith(entry if entry.endswith(".") else entry + "."):
             return True
     return False
-
-
-def layer_group(name: str) -> str:
-    """The book's plotting group of a parameter name: "embeddings", "layer N", or the module prefix.
-
-    Example:
-        >>> layer_group("bert.encoder.layer.3.attention.self.query.weight")
-        'layer 3'
-        >>> layer_group("bert.embeddings.word_embeddings.weight")
-        'embeddings'
-        >>> layer_group("model.layers.11.mlp.up_proj.weight")
-        'layer 11'
-        >>> layer_group("bert.pooler.dense.bias")
-        'pooler'
-    """
-    match = _LAYER_PATTERN.search(name)
-    if match:
-        return f"layer {int(match.group(1))}"
-    if "embed" in name or name.startswith(("wte.", "wpe.")) or ".wte." in name or ".wpe." in name:
-        return "embeddings"
-    stripped = name
-    for prefix in _BASE_MODEL_PREFIXES:
-        if stripped.startswith(prefix) and "." in stripped[len(prefix):]:
-            stripped = stripped[len(prefix):]
-            break
-    return stripped.split(".", 1)[0]
-
-
-def _group_order(group: str) -> tuple[int, int, str]:
-    if group == "embeddings":
-        return (0, 0, group)
-    if group.startswith("layer "):
-        return (1, int(group.split()[1]), group)
-    return (2, 0, group)
 
 
 class Regularizer:
@@ -191,7 +128,7 @@ class Regularizer:
                 f"exclude={exclude!r} is a string: pass a list of parameter names or prefixes, "
                 f"e.g. [{exclude!r}]."
             )
-        inner = unwrap_model(model)
+        inner = unwrap(model)
         self.exclude: tuple[str, ...] = tuple(default_exclude(inner) if exclude is None else exclude)
         names: list[str] = []
         params: list[nn.Parameter] = []
@@ -362,7 +299,7 @@ class Regularizer:
                 group = layer_group(name)
                 value = (param.float() - anchor).pow(2).sum()
                 squared[group] = squared[group] + value if group in squared else value
-        ordered = sorted(squared, key=_group_order)
+        ordered = sorted(squared, key=layer_group_order)
         return {group: math.sqrt(float(squared[group])) for group in ordered}
 
     def state_dict(self) -> dict[str, Any]:

@@ -7,7 +7,8 @@ on a tokenised dataset (see :func:`ftutils.batching.tokenize_classification`) an
 What it does each optimizer step, in this order (the order matters for regularizers and fp16):
 forward/backward over ``grad_accum_steps`` micro-batches (gradients synchronised across processes only
 on the last one) → unscale fp16 gradients → ``regularizer.before_step()`` → clip → ``optimizer.step()``
-→ ``regularizer.after_step(lr)`` → ``scheduler.step()`` → ``zero_grad(set_to_none=True)``.
+→ ``regularizer.after_step(optimizer)`` (so each parameter group is pulled with its own learning rate)
+→ ``scheduler.step()`` → ``zero_grad(set_to_none=True)``.
 
 Why it is faster than a generic loop on a CPU: the data is tokenised once, each batch is padded only to
 its longest example and examples of similar length are batched together (few pad tokens), the loss is
@@ -73,6 +74,8 @@ import torch
 from tqdm.std import tqdm  # not tqdm.auto: without ipywidgets it prints a warning with the venv's path
 
 from ftutils import checkpoint as ckpt
+from ftutils import anatomy
+from ftutils.anatomy import HEAD_PREFIXES, head_parameter_names, layer_depth, unwrap  # noqa: F401 (re-exported)
 from ftutils.batching import DynamicPaddingCollator, LengthGroupedBatchSampler
 
 __all__ = [
@@ -104,10 +107,6 @@ OPTIMIZERS = ("adamw", "sgd", "adafactor")
 TRACKERS = ("none", "tensorboard", "wandb")
 EVAL_STRATEGIES = ("epoch", "steps", "no")
 SAVE_STRATEGIES = ("steps", "epoch", "no")
-# Parameter-name prefixes of freshly initialised task heads (as in ftutils.regularizers' default).
-HEAD_PREFIXES = ("classifier.", "score.", "qa_outputs.", "pre_classifier.")
-# ".layer.3." (BERT), ".layers.3." (Llama, Mistral), ".h.3." (GPT-2), ".block.3." (T5)
-_LAYER_RE = re.compile(r"(?:^|\.)(?:layer|layers|h|block|blocks)\.(\d+)\.")
 NONFINITE_POLICIES = ("error", "skip")
 # Fields of a checkpoint's run record that a resume may change on request (resume_override), and what
 # the change then means. The others (architecture, trainable_parameters, optimizer) cannot change:
@@ -213,6 +212,13 @@ class TrainingConfig:
     resume_override: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        self._check_numbers()
+        self._check_choices()
+        self._check_combinations()
+        self._normalise_sequences()
+
+    def _check_numbers(self) -> None:
+        """Counts, rates and fractions in their ranges."""
         def positive_int(name: str, allow_none: bool = False) -> None:
             value = getattr(self, name)
             if value is None and allow_none:
@@ -232,22 +238,26 @@ class TrainingConfig:
             raise ValueError(f"layer_decay={self.layer_decay!r} is not allowed: expected a float in (0, 1], e.g. 0.9 (1 = off).")
         if self.head_lr_multiplier <= 0:
             raise ValueError(f"head_lr_multiplier={self.head_lr_multiplier!r} is not allowed: expected a positive number.")
-        if self.lr_scheduler not in SCHEDULERS:
-            raise ValueError(f"lr_scheduler={self.lr_scheduler!r} is not allowed: expected one of {', '.join(SCHEDULERS)}.")
-        if self.eval_strategy not in EVAL_STRATEGIES:
-            raise ValueError(f"eval_strategy={self.eval_strategy!r} is not allowed: expected one of {', '.join(EVAL_STRATEGIES)}.")
-        if self.save_strategy not in SAVE_STRATEGIES:
-            raise ValueError(f"save_strategy={self.save_strategy!r} is not allowed: expected one of {', '.join(SAVE_STRATEGIES)}.")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer={self.optimizer!r} is not allowed: expected one of {', '.join(OPTIMIZERS)}.")
         if not 0 <= self.momentum < 1:
             raise ValueError(f"momentum={self.momentum!r} is not allowed: expected a float in [0, 1), e.g. 0.9.")
-        if self.report_to not in TRACKERS:
-            raise ValueError(f"report_to={self.report_to!r} is not allowed: expected one of {', '.join(TRACKERS)}.")
-        if self.report_to != "none" and not (self.log_dir or self.output_dir):
-            raise ValueError(f"report_to={self.report_to!r} needs log_dir (or output_dir) for its files.")
+        if isinstance(self.warmup, bool) or self.warmup < 0 or (isinstance(self.warmup, float) and self.warmup >= 1):
+            raise ValueError(f"warmup={self.warmup!r} is not allowed: expected a step count (int >= 0) or a fraction in [0, 1).")
+
+    def _check_choices(self) -> None:
+        """Fields that name one of a few options."""
+        choices = {"lr_scheduler": SCHEDULERS, "eval_strategy": EVAL_STRATEGIES, "save_strategy": SAVE_STRATEGIES,
+                   "optimizer": OPTIMIZERS, "report_to": TRACKERS, "on_nonfinite": NONFINITE_POLICIES}
+        for name, allowed in choices.items():
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ValueError(f"{name}={value!r} is not allowed: expected one of {', '.join(allowed)}.")
         if self.mixed_precision not in ("no", "bf16", "fp16"):
             raise ValueError(f"mixed_precision={self.mixed_precision!r} is not allowed: expected 'no', 'bf16' or 'fp16'.")
+
+    def _check_combinations(self) -> None:
+        """Fields that need another one set (and ``save_steps`` switching saving on)."""
+        if self.report_to != "none" and not (self.log_dir or self.output_dir):
+            raise ValueError(f"report_to={self.report_to!r} needs log_dir (or output_dir) for its files.")
         if self.eval_strategy == "steps" and self.eval_steps is None:
             raise ValueError("eval_strategy='steps' needs eval_steps (e.g. eval_steps=50).")
         if self.save_strategy == "steps" and self.save_steps is None:
@@ -258,11 +268,9 @@ class TrainingConfig:
             raise ValueError(f"save_strategy={self.save_strategy!r} needs output_dir (a folder for the checkpoints).")
         if self.resume and not self.output_dir:
             raise ValueError("resume=True needs output_dir, the folder holding the checkpoints to resume from.")
-        if isinstance(self.warmup, bool) or self.warmup < 0 or (isinstance(self.warmup, float) and self.warmup >= 1):
-            raise ValueError(f"warmup={self.warmup!r} is not allowed: expected a step count (int >= 0) or a fraction in [0, 1).")
-        if self.on_nonfinite not in NONFINITE_POLICIES:
-            raise ValueError(f"on_nonfinite={self.on_nonfinite!r} is not allowed: expected one of "
-                             f"{', '.join(NONFINITE_POLICIES)}.")
+
+    def _normalise_sequences(self) -> None:
+        """Tuples for the sequence fields (a list or, for resume_override, one string is accepted)."""
         if isinstance(self.resume_override, str):
             self.resume_override = (self.resume_override,)
         self.resume_override = tuple(self.resume_override)
@@ -304,46 +312,9 @@ class TrainResult:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Parameter groups, layer-wise LR decay, freezing
-
-
-def head_parameter_names(model: torch.nn.Module) -> list[str]:
-    """Names of the task head's parameters: ``model.ftutils_new_parameters`` if set, else by prefix."""
-    model = _unwrap(model)
-    names = [n for n, _ in model.named_parameters()]
-    new = getattr(model, "ftutils_new_parameters", None)
-    if new:
-        return [n for n in names if n in set(new)]
-    return [n for n in names if n.startswith(HEAD_PREFIXES)]
-
-
-def _num_layers(model: torch.nn.Module) -> int:
-    config = getattr(model, "config", None)
-    for attr in ("num_hidden_layers", "n_layer", "num_layers"):
-        value = getattr(config, attr, None)
-        if isinstance(value, int):
-            return value
-    found = [int(m.group(1)) for n, _ in model.named_parameters() if (m := _LAYER_RE.search(n))]
-    return max(found) + 1 if found else 0
-
-
-def layer_depth(name: str, num_layers: int) -> int:
-    """Depth of a parameter for layer-wise decay: 0 embeddings, i+1 for block i, num_layers+1 above.
-
-    Example:
-        >>> layer_depth("bert.embeddings.word_embeddings.weight", 6)
-        0
-        >>> layer_depth("bert.encoder.layer.2.attention.self.query.weight", 6)
-        3
-        >>> layer_depth("model.layers.0.mlp.up_proj.weight", 30), layer_depth("model.norm.weight", 30)
-        (1, 31)
-    """
-    match = _LAYER_RE.search(name)
-    if match:
-        return int(match.group(1)) + 1
-    if "embed" in name or name.startswith(("wte.", "wpe.")) or ".wte." in name or ".wpe." in name:
-        return 0
-    return num_layers + 1
+# Parameter groups, layer-wise LR decay, freezing. Which parameters are the head and which block a
+# name belongs to is ftutils.anatomy's; head_parameter_names, layer_depth and HEAD_PREFIXES are
+# re-exported from here for the chapters that call them as trainer.*.
 
 
 def build_param_groups(
@@ -357,7 +328,7 @@ def build_param_groups(
 ) -> list[dict[str, Any]]:
     """Optimizer parameter groups with layer-wise LR decay and a separate head learning rate.
 
-    A parameter at depth d (:func:`layer_depth`) gets ``learning_rate * layer_decay ** (L + 1 - d)``
+    A parameter at depth d (:func:`ftutils.anatomy.layer_depth`) gets ``learning_rate * layer_decay ** (L + 1 - d)``
     (L = number of layers); head parameters get ``learning_rate * head_lr_multiplier``. Biases and
     norm weights (1-D tensors) get no weight decay. Frozen parameters are included (their gradient is
     ``None``, so the optimizer skips them) so that unfreezing later needs no new optimizer.
@@ -372,9 +343,9 @@ def build_param_groups(
         >>> sorted({round(g["lr"], 6) for g in groups})
         [0.000125, 0.00025, 0.0005, 0.001, 0.01]
     """
-    model = _unwrap(model)
+    model = unwrap(model)
     heads = set(head_parameter_names(model) if head_names is None else head_names)
-    num_layers = _num_layers(model)
+    num_layers = anatomy.num_layers(model)
     groups: dict[tuple[float, float], dict[str, Any]] = {}
     for name, param in model.named_parameters():
         if name in heads:
@@ -403,10 +374,10 @@ def freeze_layers(
         >>> any("layer.0." in n for n in frozen), any("layer.1." in n for n in frozen)
         (True, False)
     """
-    model = _unwrap(model)
+    model = unwrap(model)
     if bottom_layers < 0:
         raise ValueError(f"bottom_layers={bottom_layers!r} is not allowed: expected an integer >= 0.")
-    num_layers = _num_layers(model)
+    num_layers = anatomy.num_layers(model)
     if bottom_layers > num_layers:
         raise ValueError(f"bottom_layers={bottom_layers} but the model has only {num_layers} layers.")
     all_names = [n for n, _ in model.named_parameters()]
@@ -424,7 +395,7 @@ def freeze_layers(
 
 def unfreeze_layers(model: torch.nn.Module, prefixes: Sequence[str] | None = None) -> list[str]:
     """Make parameters trainable again (all, or those starting with ``prefixes``); returns their names."""
-    model = _unwrap(model)
+    model = unwrap(model)
     done = []
     for name, param in model.named_parameters():
         if not param.requires_grad and (prefixes is None or name.startswith(tuple(prefixes))):
@@ -509,17 +480,11 @@ def _is_model_input(key: str, values: list) -> bool:
 
 
 def _pad_token_id(model: torch.nn.Module, tokenizer: Any) -> int:
-    for source in (tokenizer, getattr(_unwrap(model), "config", None)):
+    for source in (tokenizer, getattr(unwrap(model), "config", None)):
         value = getattr(source, "pad_token_id", None)
         if value is not None:
             return int(value)
     return 0
-
-
-def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    while hasattr(model, "module") and isinstance(model.module, torch.nn.Module):
-        model = model.module
-    return getattr(model, "_orig_mod", model)  # torch.compile wrapper
 
 
 def _device_of(model: torch.nn.Module) -> torch.device:
@@ -758,7 +723,7 @@ def _data_fingerprint(data: _Rows) -> str:
 def _run_record(model: torch.nn.Module, data: _Rows, config: TrainingConfig, *, world: int, total_steps: int,
                 warmup_steps: int) -> dict[str, Any]:
     """What a checkpoint of this run belongs to; a resume must match it (see :func:`_check_resume`)."""
-    model = _unwrap(model)
+    model = unwrap(model)
     record = {
         "architecture": type(model).__name__,
         "trainable_parameters": {n: list(p.shape) for n, p in model.named_parameters() if p.requires_grad},
@@ -875,282 +840,411 @@ def train(
     :class:`TrainingConfig`. The model is trained in place (and returned weights are the final or,
     with ``load_best_at_end``, the best ones).
 
-    ``regularizer``: an object with ``before_step()`` and ``after_step(lr)`` (see
+    ``regularizer``: an object with ``before_step()`` and ``after_step(optimizer)`` (see
     :mod:`ftutils.regularizers`), called around each optimizer step.
     """
     if not isinstance(config, TrainingConfig):
         raise TypeError(f"config is a {type(config).__name__}: expected a ftutils.trainer.TrainingConfig.")
-    from accelerate.utils import set_seed
+    run = _Run(model, train_dataset, eval_dataset, config, tokenizer=tokenizer, regularizer=regularizer,
+               compute_metrics=compute_metrics)
+    run.train_until_done()
+    return run.finish()
 
-    started = time.perf_counter()
-    accelerator = _make_accelerator(config)
-    world, rank = accelerator.num_processes, accelerator.process_index
-    if world > 1 and config.unfreeze_at_epoch is not None:
-        raise ValueError(
-            "unfreeze_at_epoch is not supported with several processes (DDP fixes the trainable set when "
-            "it wraps the model). Run on one process, or freeze without unfreezing."
+
+class _Run:
+    """One call of :func:`train`: what it sets up, the state its loop changes, and the loop in parts.
+
+    Construction does the set-up, in an order that matters for exact resumes (seed, data, freezing,
+    run record, optimizer and schedule, Accelerate, then the checkpoint's states on top);
+    :meth:`train_until_done` runs the epochs, each optimizer step followed by logging, evaluation and
+    saving when they are due; :meth:`finish` builds the :class:`TrainResult`.
+    """
+
+    def __init__(self, model: torch.nn.Module, train_dataset: Any, eval_dataset: Any, config: TrainingConfig, *,
+                 tokenizer: Any, regularizer: Any,
+                 compute_metrics: Callable[[np.ndarray, np.ndarray], Mapping[str, float]] | None) -> None:
+        from accelerate.utils import set_seed
+
+        self.config, self.tokenizer, self.regularizer, self.compute_metrics = (
+            config, tokenizer, regularizer, compute_metrics)
+        self.started = time.perf_counter()
+        self.accelerator = _make_accelerator(config)
+        self.world, self.rank = self.accelerator.num_processes, self.accelerator.process_index
+        if self.world > 1 and config.unfreeze_at_epoch is not None:
+            raise ValueError(
+                "unfreeze_at_epoch is not supported with several processes (DDP fixes the trainable set when "
+                "it wraps the model). Run on one process, or freeze without unfreezing."
+            )
+        set_seed(config.seed)
+        self._set_up_data(model, train_dataset, eval_dataset)
+        self._set_up_output_dir()
+        if config.freeze_prefixes or config.freeze_bottom_layers:
+            freeze_layers(model, prefixes=config.freeze_prefixes, bottom_layers=config.freeze_bottom_layers)
+        # what a checkpoint of this run belongs to; computed before training changes the trainable set
+        self.record = (_run_record(model, self.data, config, world=self.world, total_steps=self.total_steps,
+                                   warmup_steps=self.warmup_steps)
+                       if self.output_dir is not None and (config.save_strategy != "no" or self.resuming) else None)
+        self._set_up_optimization(model)
+        self.device = self.accelerator.device
+        self.eval_bs = config.eval_batch_size or 2 * config.batch_size
+        self.metric_key, self.greater = _metric_key(config)
+
+        self.state: dict[str, Any] = {
+            "global_step": 0, "epoch": 0, "batches_done": 0, "history": [], "best": None,
+            "bad_evals": 0, "loss_sum": 0.0, "loss_n": 0, "samples_seen": 0, "skipped_steps": [],
+        }
+        self.best_weights: dict[str, torch.Tensor] | None = None
+        self.run_id = uuid.uuid4().hex
+        self.resume_info: dict[str, Any] = {}
+        if self.resuming:
+            self._resume()
+        self.tracker = _Tracker(config) if self.accelerator.is_main_process else None
+        self._set_up_loop()
+
+    # -- set-up ---------------------------------------------------------------------------------------
+
+    def _set_up_data(self, model: torch.nn.Module, train_dataset: Any, eval_dataset: Any) -> None:
+        """The datasets as rows, the length-grouped batches, and how many optimizer steps they make."""
+        config = self.config
+        self.data = _Rows(train_dataset, "The training dataset")
+        if not self.data.has_labels:
+            raise KeyError("The training dataset has no 'labels'/'label' column: a supervised loss needs labels.")
+        self.eval_data = _Rows(eval_dataset, "The evaluation dataset") if eval_dataset is not None else None
+        self.collator = DynamicPaddingCollator(_pad_token_id(model, self.tokenizer))
+        self.sampler = LengthGroupedBatchSampler(
+            self.data.lengths, config.batch_size, group_by_length=config.group_by_length, seed=config.seed,
+            num_replicas=self.world, rank=self.rank,
         )
-    set_seed(config.seed)
-    data = _Rows(train_dataset, "The training dataset")
-    if not data.has_labels:
-        raise KeyError("The training dataset has no 'labels'/'label' column: a supervised loss needs labels.")
-    eval_data = _Rows(eval_dataset, "The evaluation dataset") if eval_dataset is not None else None
-    collator = DynamicPaddingCollator(_pad_token_id(model, tokenizer))
-    sampler = LengthGroupedBatchSampler(
-        data.lengths, config.batch_size, group_by_length=config.group_by_length, seed=config.seed,
-        num_replicas=world, rank=rank,
-    )
-    batches_per_epoch = len(sampler)
-    if batches_per_epoch == 0:
-        raise ValueError("The training dataset is empty (or has fewer examples than processes): pass at least one "
-                         "example per process.")
-    steps_per_epoch = math.ceil(batches_per_epoch / config.grad_accum_steps)
-    total_steps = config.max_steps or config.epochs * steps_per_epoch
-    n_epochs = math.ceil(total_steps / steps_per_epoch)
-    warmup_steps = int(config.warmup) if config.warmup >= 1 or config.warmup == 0 else int(config.warmup * total_steps)
+        self.batches_per_epoch = len(self.sampler)
+        if self.batches_per_epoch == 0:
+            raise ValueError("The training dataset is empty (or has fewer examples than processes): pass at least "
+                             "one example per process.")
+        steps_per_epoch = math.ceil(self.batches_per_epoch / config.grad_accum_steps)
+        self.total_steps = config.max_steps or config.epochs * steps_per_epoch
+        warmup = config.warmup
+        self.warmup_steps = int(warmup) if warmup >= 1 or warmup == 0 else int(warmup * self.total_steps)
 
-    output_dir = Path(config.output_dir) if config.output_dir else None
-    resuming = bool(config.resume and output_dir is not None and _has_checkpoints(output_dir))
-    if output_dir is not None and not resuming:
-        _claim_output_dir(output_dir, config, accelerator)
-    if config.freeze_prefixes or config.freeze_bottom_layers:
-        freeze_layers(model, prefixes=config.freeze_prefixes, bottom_layers=config.freeze_bottom_layers)
-    # what a checkpoint of this run belongs to; computed before training changes the trainable set
-    record = (_run_record(model, data, config, world=world, total_steps=total_steps, warmup_steps=warmup_steps)
-              if output_dir is not None and (config.save_strategy != "no" or resuming) else None)
-    groups = build_param_groups(
-        model, learning_rate=config.learning_rate, weight_decay=config.weight_decay,
-        layer_decay=config.layer_decay, head_lr_multiplier=config.head_lr_multiplier,
-    )
-    optimizer = make_optimizer(groups, config)
-    schedule = lr_lambda(config.lr_scheduler, warmup_steps, total_steps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    if config.compile:
-        model = torch.compile(model)
-    device = accelerator.device
-    eval_bs = config.eval_batch_size or 2 * config.batch_size
-    metric_key, greater = _metric_key(config)
+    def _set_up_output_dir(self) -> None:
+        """Whether this run resumes; a fresh run claims its output folder (see :func:`_claim_output_dir`)."""
+        config = self.config
+        self.output_dir = Path(config.output_dir) if config.output_dir else None
+        self.resuming = bool(config.resume and self.output_dir is not None and _has_checkpoints(self.output_dir))
+        if self.output_dir is not None and not self.resuming:
+            _claim_output_dir(self.output_dir, config, self.accelerator)
 
-    state: dict[str, Any] = {
-        "global_step": 0, "epoch": 0, "batches_done": 0, "history": [], "best": None,
-        "bad_evals": 0, "loss_sum": 0.0, "loss_n": 0, "samples_seen": 0, "skipped_steps": [],
-    }
-    best_weights: dict[str, torch.Tensor] | None = None
-    run_id = uuid.uuid4().hex
-    resume_info: dict[str, Any] = {}
-    if resuming:
+    def _set_up_optimization(self, model: torch.nn.Module) -> None:
+        """Parameter groups (layer-wise decay, head rate), optimizer and schedule; model and optimizer
+        prepared by Accelerate (and the model compiled if asked)."""
+        config = self.config
+        groups = build_param_groups(
+            model, learning_rate=config.learning_rate, weight_decay=config.weight_decay,
+            layer_decay=config.layer_decay, head_lr_multiplier=config.head_lr_multiplier,
+        )
+        optimizer = make_optimizer(groups, config)
+        self.schedule = lr_lambda(config.lr_scheduler, self.warmup_steps, self.total_steps)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self.schedule)
+        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        # the torch optimizer inside Accelerate's AcceleratedOptimizer: the regulariser reads each
+        # parameter group's learning rate from it, as ftutils.hf and ftutils.lightning do
+        self.torch_optimizer = getattr(self.optimizer, "optimizer", self.optimizer)
+        if config.compile:
+            self.model = torch.compile(self.model)
+
+    def _resume(self) -> None:
+        """Continue from the newest intact checkpoint: weights, optimizer, scheduler, RNG and loop state."""
+        config, output_dir = self.config, self.output_dir
         # every file is read and checked before anything changes; a damaged newest checkpoint is skipped
-        loaded, skipped = ckpt.read_intact_checkpoint(output_dir, rank=rank)
-        overrides = _check_resume(loaded, record, config)
+        loaded, skipped = ckpt.read_intact_checkpoint(output_dir, rank=self.rank)
+        overrides = _check_resume(loaded, self.record, config)
         best_file = output_dir / "best-model.safetensors"
         if config.load_best_at_end and best_file.is_file():
-            best_weights = _read_best_weights(best_file)
-        new_base_lrs = list(scheduler.base_lrs)
-        ckpt.apply_checkpoint(loaded, model=accelerator.unwrap_model(model), optimizer=optimizer, scheduler=scheduler)
-        state.update({k: loaded.state[k] for k in state if k in loaded.state})
-        run_id = loaded.state.get("run_id") or run_id
-        _apply_overrides(overrides, state, optimizer, scheduler, new_base_lrs, schedule)
-        resume_info = {"resumed_from": str(loaded.path), "skipped_checkpoints": [str(p) for p, _ in skipped],
-                       "resume_overrides": overrides}
+            self.best_weights = _read_best_weights(best_file)
+        new_base_lrs = list(self.scheduler.base_lrs)
+        ckpt.apply_checkpoint(loaded, model=self.accelerator.unwrap_model(self.model), optimizer=self.optimizer,
+                              scheduler=self.scheduler)
+        self.state.update({k: loaded.state[k] for k in self.state if k in loaded.state})
+        self.run_id = loaded.state.get("run_id") or self.run_id
+        _apply_overrides(overrides, self.state, self.optimizer, self.scheduler, new_base_lrs, self.schedule)
+        self.resume_info = {"resumed_from": str(loaded.path), "skipped_checkpoints": [str(p) for p, _ in skipped],
+                            "resume_overrides": overrides}
 
-    tracker = _Tracker(config) if accelerator.is_main_process else None
+    def _set_up_loop(self) -> None:
+        """The progress bar and the loop's running values (a resumed run continues its loss sum)."""
+        config, state = self.config, self.state
+        self.bar = tqdm(total=self.total_steps, initial=state["global_step"], desc="train", unit="step",
+                        disable=not (config.progress and self.accelerator.is_main_process), file=sys.stderr,
+                        dynamic_ncols=False, ncols=100)
+        self.running = torch.zeros((), device=self.device)  # loss summed on the device: no host sync per step
+        self.running_n = 0
+        if state["loss_n"]:
+            self.running += state["loss_sum"]
+            self.running_n = state["loss_n"]
+        self.last_log_time, self.last_log_samples = time.perf_counter(), state["samples_seen"]
+        self.stopped_early = False
+        self.postfix: dict[str, str] = {}
+        history = state["history"]
+        self.last_eval_step = history[-1]["step"] if history and self.metric_key in history[-1] else -1
+        self.check_grads = self.accelerator.scaler is None  # with fp16 the grad scaler skips overflowing steps itself
+        self.skip_bad = config.on_nonfinite == "skip"
+        self.model.train()
 
-    def record_entry(entry: dict[str, float]) -> None:
-        state["history"].append(entry)
-        if tracker is not None:
-            tracker.log(entry)
+    # -- the loop -------------------------------------------------------------------------------------
 
-    def run_eval(record: bool = True) -> dict[str, float]:
-        metrics = evaluate(model, eval_data.columns, batch_size=eval_bs, tokenizer=tokenizer,
-                           compute_metrics=compute_metrics, accelerator=accelerator)
-        entry = {"step": state["global_step"], "epoch": round(epoch_float(), 4), **metrics}
-        if record:
-            record_entry(entry)
-        return entry
+    def train_until_done(self) -> None:
+        """Run epochs until ``total_steps`` optimizer steps are done or early stopping ends the run."""
+        try:
+            while self.state["global_step"] < self.total_steps and not self.stopped_early:
+                self._train_epoch()
+        except BaseException:
+            if self.tracker is not None:
+                self.tracker.close()
+            raise
+        finally:
+            self.bar.close()
 
-    def epoch_float() -> float:
-        return state["epoch"] + state["batches_done"] / batches_per_epoch
-
-    def save() -> None:
-        trainer_state = {k: v for k, v in state.items()}
-        trainer_state["run"] = record
-        ckpt.save_checkpoint(output_dir, state["global_step"], model=model, optimizer=optimizer,
-                             scheduler=scheduler, trainer_state=trainer_state,
-                             keep_last=config.save_total_limit, accelerator=accelerator, run_id=run_id)
-
-    bar = tqdm(total=total_steps, initial=state["global_step"], desc="train", unit="step",
-               disable=not (config.progress and accelerator.is_main_process), file=sys.stderr,
-               dynamic_ncols=False, ncols=100)
-    running = torch.zeros((), device=device)  # loss summed on the device: no host sync per step
-    running_n = 0
-    if state["loss_n"]:
-        running += state["loss_sum"]
-        running_n = state["loss_n"]
-    last_log_time, last_log_samples = time.perf_counter(), state["samples_seen"]
-    stopped_early = False
-    postfix: dict[str, str] = {}
-    last_eval_step = state["history"][-1]["step"] if state["history"] and metric_key in state["history"][-1] else -1
-    check_grads = accelerator.scaler is None  # with fp16 the grad scaler skips overflowing steps itself
-    skip_bad = config.on_nonfinite == "skip"
-    model.train()
-
-    try:
-        while state["global_step"] < total_steps and not stopped_early:
-            epoch = state["epoch"]
-            if config.unfreeze_at_epoch is not None and epoch >= config.unfreeze_at_epoch:
-                unfreeze_layers(model)
-            sampler.set_epoch(epoch)
-            batches = list(sampler)
-            i = state["batches_done"]
-            if i >= len(batches):  # a position past this epoch's end: go on with the next epoch, never spin
+    def _train_epoch(self) -> None:
+        """The current epoch from ``state["batches_done"]`` on: per optimizer step, the step itself, then
+        logging, evaluation and saving when they are due."""
+        config, state = self.config, self.state
+        epoch = state["epoch"]
+        if config.unfreeze_at_epoch is not None and epoch >= config.unfreeze_at_epoch:
+            unfreeze_layers(self.model)
+        self.sampler.set_epoch(epoch)
+        batches = list(self.sampler)
+        i = state["batches_done"]
+        if i >= len(batches):  # a position past this epoch's end: go on with the next epoch, never spin
+            state["epoch"] += 1
+            state["batches_done"] = 0
+            return
+        while i < len(batches) and state["global_step"] < self.total_steps:
+            group = batches[i : i + config.grad_accum_steps]
+            n_group = sum(len(b) for b in group)
+            grad_norm, lr_now = self._optimizer_step(group, n_group, where=(epoch, i))
+            i += len(group)
+            state["global_step"] += 1
+            state["batches_done"] = i
+            state["samples_seen"] += n_group * self.world
+            step = state["global_step"]
+            self.bar.update(1)
+            epoch_end = i >= len(batches)
+            self._log_if_due(step, epoch_end, grad_norm, lr_now)
+            self._evaluate_if_due(step, epoch_end)
+            if epoch_end:
                 state["epoch"] += 1
                 state["batches_done"] = 0
-                continue
-            while i < len(batches) and state["global_step"] < total_steps:
-                group = batches[i : i + config.grad_accum_steps]
-                n_group = sum(len(b) for b in group)
-                if skip_bad:
-                    running_before, running_n_before = running.clone(), running_n
-                for j, idx in enumerate(group):
-                    batch = _to_device(collator(data.rows(idx)), device)
-                    sync = j == len(group) - 1
-                    with contextlib.nullcontext() if sync or world == 1 else accelerator.no_sync(model):
-                        loss = model(**batch).loss
-                        # weight by examples so a short last micro-batch counts as much as it contains
-                        accelerator.backward(loss * (len(idx) / n_group))
-                    running += loss.detach().float() * len(idx)
-                    running_n += len(idx)
-                if accelerator.scaler is not None:
-                    accelerator.unscale_gradients()
-                if regularizer is not None:
-                    regularizer.before_step()
-                grad_norm = _clip(accelerator, model, config.max_grad_norm) if config.max_grad_norm else None
-                # one host sync per step: a NaN must stop the step before the optimizer spreads it to the weights
-                norm = (grad_norm if grad_norm is not None else _grad_norm(model)) if check_grads else None
-                finite = torch.isfinite(running) if norm is None else torch.isfinite(running) & torch.isfinite(norm)
-                finite = finite.float().reshape(1)
-                if world > 1:
-                    finite = accelerator.reduce(finite, reduction="sum") / world
-                lr_now = config.learning_rate * schedule(state["global_step"])
-                if bool(finite.item() == 1.0):
-                    optimizer.step()
-                    if regularizer is not None and not getattr(optimizer, "step_was_skipped", False):
-                        regularizer.after_step(lr_now)
-                    scheduler.step()
-                    optimizer.zero_grad(set_to_none=True)
-                else:
-                    optimizer.zero_grad(set_to_none=True)
-                    what = _nonfinite_what(running, norm)
-                    where = (f"step {state['global_step'] + 1} (batches {i}-{i + len(group) - 1} of epoch {epoch}, "
-                             "counted from 0)")
-                    if not skip_bad:
-                        newest = ckpt.latest_checkpoint(output_dir) if output_dir is not None else None
-                        raise NonFiniteError(
-                            f"Training stopped at {where}: {what}. The optimizer step was not taken, so the weights "
-                            f"are those after step {state['global_step']}"
-                            + (f" and the newest checkpoint, {newest}, is finite" if newest is not None else "")
-                            + ". Lower learning_rate or set max_grad_norm, look at that batch's examples, or pass "
-                            "on_nonfinite='skip' to skip such batches."
-                        )
-                    log.warning("Skipped %s: %s (on_nonfinite='skip').", where, what)
-                    state["skipped_steps"].append(state["global_step"] + 1)
-                    running.copy_(running_before)
-                    running_n = running_n_before
-                    scheduler.step()  # the schedule stays aligned with the position in the data
+            self._save_if_due(step, epoch_end)
+            if self.stopped_early:
+                break
 
-                i += len(group)
-                state["global_step"] += 1
-                state["batches_done"] = i
-                state["samples_seen"] += n_group * world
-                step = state["global_step"]
-                bar.update(1)
-                epoch_end = i >= len(batches)
-                if (step % config.logging_steps == 0 or step == total_steps or epoch_end) and running_n:
-                    total = accelerator.reduce(running.reshape(1), reduction="sum")[0] if world > 1 else running
-                    count = running_n * world
-                    now = time.perf_counter()
-                    entry = {"step": step, "epoch": round(epoch_float(), 4),
-                             "train_loss": float(total.item()) / count, "lr": lr_now,
-                             "samples_per_second": (state["samples_seen"] - last_log_samples) / max(now - last_log_time, 1e-9)}
-                    if grad_norm is not None:
-                        entry["grad_norm"] = float(grad_norm)
-                    record_entry(entry)
-                    postfix["loss"] = f"{entry['train_loss']:.4f}"
-                    bar.set_postfix(postfix, refresh=False)
-                    running.zero_()
-                    running_n = 0
-                    last_log_time, last_log_samples = now, state["samples_seen"]
-                do_eval = eval_data is not None and (
-                    (config.eval_strategy == "steps" and step % config.eval_steps == 0)
-                    or (config.eval_strategy == "epoch" and epoch_end)
-                )
-                if do_eval:
-                    entry = run_eval()
-                    last_eval_step = step
-                    postfix[metric_key] = f"{entry.get(metric_key, float('nan')):.4f}"
-                    bar.set_postfix(postfix, refresh=False)
-                    value = entry.get(metric_key)
-                    if value is None:
-                        raise KeyError(f"metric_for_best={config.metric_for_best!r} is not among the eval metrics "
-                                       f"{sorted(entry)}; pass one of them.")
-                    best = state["best"]
-                    if best is None or (value > best[metric_key] if greater else value < best[metric_key]):
-                        state["best"] = entry
-                        state["bad_evals"] = 0
-                        if config.load_best_at_end:
-                            best_weights = {k: v.detach().cpu().clone() for k, v in accelerator.unwrap_model(model).state_dict().items()}
-                            if output_dir is not None and accelerator.is_main_process:
-                                _save_weights_atomic(best_weights, output_dir / "best-model.safetensors")
-                    else:
-                        state["bad_evals"] += 1
-                        if config.early_stopping_patience and state["bad_evals"] >= config.early_stopping_patience:
-                            stopped_early = True
-                if epoch_end:
-                    state["epoch"] += 1
-                    state["batches_done"] = 0
-                should_save = (config.save_strategy == "steps" and step % config.save_steps == 0) or (
-                    config.save_strategy == "epoch" and epoch_end)
-                if should_save or (config.save_strategy != "no" and (step == total_steps or stopped_early)):
-                    state["loss_sum"], state["loss_n"] = float(running.item()), running_n
-                    save()
-                if stopped_early:
-                    break
-    except BaseException:
-        if tracker is not None:
-            tracker.close()
-        raise
-    finally:
-        bar.close()
+    # -- one optimizer step ---------------------------------------------------------------------------
 
-    if best_weights is not None:
-        accelerator.unwrap_model(model).load_state_dict(best_weights)
-    final_metrics: dict[str, float] = {}
-    if eval_data is not None:
-        reloaded = config.load_best_at_end and best_weights is not None
-        if last_eval_step == state["global_step"] and not reloaded:
-            final_metrics = {k: v for k, v in state["history"][-1].items() if k.startswith("eval_")}
-        else:  # the best weights' metrics are already in the history: do not log them twice
-            final_metrics = {k: v for k, v in run_eval(record=not reloaded).items() if k.startswith("eval_")}
-    if tracker is not None:
-        tracker.close()
-    runtime = time.perf_counter() - started
-    # give the caller back a plain model: drop the autocast wrapper Accelerate put on forward()
-    accelerator.unwrap_model(model, keep_fp32_wrapper=False)
-    checkpoint_dir = ckpt.latest_checkpoint(output_dir) if output_dir is not None else None
-    trained = [h for h in state["history"] if "samples_per_second" in h]
-    return TrainResult(
-        history=state["history"],
-        final_metrics=final_metrics,
-        best_metrics=state["best"],
-        checkpoint_dir=checkpoint_dir,
-        global_step=state["global_step"],
-        train_runtime_s=runtime,
-        train_samples_per_second=state["samples_seen"] / runtime if runtime > 0 else float("nan"),
-        stopped_early=stopped_early,
-        extra={"total_steps": total_steps, "num_processes": world, "warmup_steps": warmup_steps,
-               "log_entries": len(trained), "skipped_steps": list(state["skipped_steps"]), **resume_info},
-    )
+    def _optimizer_step(self, group: list[list[int]], n_group: int, *, where: tuple[int, int]
+                        ) -> tuple[torch.Tensor | None, float]:
+        """One optimizer step over the micro-batches ``group`` (``n_group`` examples), in the order of the
+        module docstring, or none if the loss or gradient norm is not finite (see :meth:`_not_finite`).
+
+        ``where``: (epoch, index of the first micro-batch in it), for the error message. Returns the
+        gradient norm before clipping (``None`` without clipping) and the base learning rate of the step.
+        """
+        config, optimizer, regularizer = self.config, self.optimizer, self.regularizer
+        if self.skip_bad:
+            running_before, running_n_before = self.running.clone(), self.running_n
+        self._forward_backward(group, n_group)
+        if self.accelerator.scaler is not None:
+            self.accelerator.unscale_gradients()
+        if regularizer is not None:
+            regularizer.before_step()
+        grad_norm = _clip(self.accelerator, self.model, config.max_grad_norm) if config.max_grad_norm else None
+        finite, norm = self._all_finite(grad_norm)
+        lr_now = config.learning_rate * self.schedule(self.state["global_step"])
+        if finite:
+            optimizer.step()
+            if regularizer is not None and not getattr(optimizer, "step_was_skipped", False):
+                # the optimizer, not lr_now: each parameter group is pulled with its own learning rate
+                # (layer-wise decay, head multiplier), as in ftutils.hf and ftutils.lightning
+                regularizer.after_step(self.torch_optimizer)
+            self.scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+        else:
+            optimizer.zero_grad(set_to_none=True)
+            self._not_finite(norm, where=where, n_micro=len(group))
+            self.running.copy_(running_before)
+            self.running_n = running_n_before
+            self.scheduler.step()  # the schedule stays aligned with the position in the data
+        return grad_norm, lr_now
+
+    def _forward_backward(self, group: list[list[int]], n_group: int) -> None:
+        """Forward and backward over the micro-batches of one step, the loss summed into ``running``;
+        gradients are synchronised across processes only on the last micro-batch."""
+        accelerator, model = self.accelerator, self.model
+        for j, idx in enumerate(group):
+            batch = _to_device(self.collator(self.data.rows(idx)), self.device)
+            sync = j == len(group) - 1
+            with contextlib.nullcontext() if sync or self.world == 1 else accelerator.no_sync(model):
+                loss = model(**batch).loss
+                # weight by examples so a short last micro-batch counts as much as it contains
+                accelerator.backward(loss * (len(idx) / n_group))
+            self.running += loss.detach().float() * len(idx)
+            self.running_n += len(idx)
+
+    def _all_finite(self, grad_norm: torch.Tensor | None) -> tuple[bool, torch.Tensor | None]:
+        """Whether the running loss and the gradient norm are finite on every process, and that norm."""
+        # one host sync per step: a NaN must stop the step before the optimizer spreads it to the weights
+        norm = (grad_norm if grad_norm is not None else _grad_norm(self.model)) if self.check_grads else None
+        finite = torch.isfinite(self.running) if norm is None else torch.isfinite(self.running) & torch.isfinite(norm)
+        finite = finite.float().reshape(1)
+        if self.world > 1:
+            finite = self.accelerator.reduce(finite, reduction="sum") / self.world
+        return bool(finite.item() == 1.0), norm
+
+    def _not_finite(self, norm: torch.Tensor | None, *, where: tuple[int, int], n_micro: int) -> None:
+        """A step with a non-finite loss or gradient norm: raise :class:`NonFiniteError` naming it, or
+        with ``on_nonfinite="skip"`` log a warning and record it as skipped."""
+        what = _nonfinite_what(self.running, norm)
+        epoch, first = where
+        step = self.state["global_step"]
+        place = f"step {step + 1} (batches {first}-{first + n_micro - 1} of epoch {epoch}, counted from 0)"
+        if not self.skip_bad:
+            newest = ckpt.latest_checkpoint(self.output_dir) if self.output_dir is not None else None
+            raise NonFiniteError(
+                f"Training stopped at {place}: {what}. The optimizer step was not taken, so the weights "
+                f"are those after step {step}"
+                + (f" and the newest checkpoint, {newest}, is finite" if newest is not None else "")
+                + ". Lower learning_rate or set max_grad_norm, look at that batch's examples, or pass "
+                "on_nonfinite='skip' to skip such batches."
+            )
+        log.warning("Skipped %s: %s (on_nonfinite='skip').", place, what)
+        self.state["skipped_steps"].append(step + 1)
+
+    # -- logging, evaluation, saving ------------------------------------------------------------------
+
+    def _epoch_float(self) -> float:
+        return self.state["epoch"] + self.state["batches_done"] / self.batches_per_epoch
+
+    def _record(self, entry: dict[str, float]) -> None:
+        """Append a history entry and send it to the tracker."""
+        self.state["history"].append(entry)
+        if self.tracker is not None:
+            self.tracker.log(entry)
+
+    def _log_if_due(self, step: int, epoch_end: bool, grad_norm: torch.Tensor | None, lr_now: float) -> None:
+        """Every ``logging_steps`` steps, at the last step and at an epoch's end: the mean training loss
+        since the last log (over all processes), learning rate, throughput and gradient norm."""
+        config = self.config
+        if not ((step % config.logging_steps == 0 or step == self.total_steps or epoch_end) and self.running_n):
+            return
+        running = self.running
+        total = self.accelerator.reduce(running.reshape(1), reduction="sum")[0] if self.world > 1 else running
+        count = self.running_n * self.world
+        now = time.perf_counter()
+        samples = self.state["samples_seen"]
+        entry = {"step": step, "epoch": round(self._epoch_float(), 4),
+                 "train_loss": float(total.item()) / count, "lr": lr_now,
+                 "samples_per_second": (samples - self.last_log_samples) / max(now - self.last_log_time, 1e-9)}
+        if grad_norm is not None:
+            entry["grad_norm"] = float(grad_norm)
+        self._record(entry)
+        self.postfix["loss"] = f"{entry['train_loss']:.4f}"
+        self.bar.set_postfix(self.postfix, refresh=False)
+        running.zero_()
+        self.running_n = 0
+        self.last_log_time, self.last_log_samples = now, samples
+
+    def _evaluate(self, record: bool = True) -> dict[str, float]:
+        """Metrics on the evaluation set at the current step (recorded in the history if ``record``)."""
+        metrics = evaluate(self.model, self.eval_data.columns, batch_size=self.eval_bs, tokenizer=self.tokenizer,
+                           compute_metrics=self.compute_metrics, accelerator=self.accelerator)
+        entry = {"step": self.state["global_step"], "epoch": round(self._epoch_float(), 4), **metrics}
+        if record:
+            self._record(entry)
+        return entry
+
+    def _evaluate_if_due(self, step: int, epoch_end: bool) -> None:
+        """Evaluate per ``eval_strategy``; keep track of the best metrics (and weights) and early stopping."""
+        config = self.config
+        due = self.eval_data is not None and (
+            (config.eval_strategy == "steps" and step % config.eval_steps == 0)
+            or (config.eval_strategy == "epoch" and epoch_end)
+        )
+        if not due:
+            return
+        entry = self._evaluate()
+        self.last_eval_step = step
+        key = self.metric_key
+        self.postfix[key] = f"{entry.get(key, float('nan')):.4f}"
+        self.bar.set_postfix(self.postfix, refresh=False)
+        value = entry.get(key)
+        if value is None:
+            raise KeyError(f"metric_for_best={config.metric_for_best!r} is not among the eval metrics "
+                           f"{sorted(entry)}; pass one of them.")
+        best = self.state["best"]
+        if best is None or (value > best[key] if self.greater else value < best[key]):
+            self._new_best(entry)
+        else:
+            self.state["bad_evals"] += 1
+            if config.early_stopping_patience and self.state["bad_evals"] >= config.early_stopping_patience:
+                self.stopped_early = True
+
+    def _new_best(self, entry: dict[str, float]) -> None:
+        """Remember the best evaluation; with ``load_best_at_end`` also its weights (in memory and on disk)."""
+        self.state["best"] = entry
+        self.state["bad_evals"] = 0
+        if self.config.load_best_at_end:
+            weights = self.accelerator.unwrap_model(self.model).state_dict()
+            self.best_weights = {k: v.detach().cpu().clone() for k, v in weights.items()}
+            if self.output_dir is not None and self.accelerator.is_main_process:
+                _save_weights_atomic(self.best_weights, self.output_dir / "best-model.safetensors")
+
+    def _save_if_due(self, step: int, epoch_end: bool) -> None:
+        """Write a checkpoint per ``save_strategy``, and always at the end of a run that saves."""
+        config = self.config
+        due = (config.save_strategy == "steps" and step % config.save_steps == 0) or (
+            config.save_strategy == "epoch" and epoch_end)
+        if due or (config.save_strategy != "no" and (step == self.total_steps or self.stopped_early)):
+            self.state["loss_sum"], self.state["loss_n"] = float(self.running.item()), self.running_n
+            self._save()
+
+    def _save(self) -> None:
+        trainer_state = {k: v for k, v in self.state.items()}
+        trainer_state["run"] = self.record
+        ckpt.save_checkpoint(self.output_dir, self.state["global_step"], model=self.model, optimizer=self.optimizer,
+                             scheduler=self.scheduler, trainer_state=trainer_state,
+                             keep_last=self.config.save_total_limit, accelerator=self.accelerator,
+                             run_id=self.run_id)
+
+    # -- the end --------------------------------------------------------------------------------------
+
+    def finish(self) -> TrainResult:
+        """Load the best weights if asked, take the final metrics, close the tracker, build the result."""
+        config, state, accelerator = self.config, self.state, self.accelerator
+        if self.best_weights is not None:
+            accelerator.unwrap_model(self.model).load_state_dict(self.best_weights)
+        final_metrics: dict[str, float] = {}
+        if self.eval_data is not None:
+            reloaded = config.load_best_at_end and self.best_weights is not None
+            if self.last_eval_step == state["global_step"] and not reloaded:
+                final_metrics = {k: v for k, v in state["history"][-1].items() if k.startswith("eval_")}
+            else:  # the best weights' metrics are already in the history: do not log them twice
+                final_metrics = {k: v for k, v in self._evaluate(record=not reloaded).items() if k.startswith("eval_")}
+        if self.tracker is not None:
+            self.tracker.close()
+        runtime = time.perf_counter() - self.started
+        # give the caller back a plain model: drop the autocast wrapper Accelerate put on forward()
+        accelerator.unwrap_model(self.model, keep_fp32_wrapper=False)
+        checkpoint_dir = ckpt.latest_checkpoint(self.output_dir) if self.output_dir is not None else None
+        trained = [h for h in state["history"] if "samples_per_second" in h]
+        return TrainResult(
+            history=state["history"],
+            final_metrics=final_metrics,
+            best_metrics=state["best"],
+            checkpoint_dir=checkpoint_dir,
+            global_step=state["global_step"],
+            train_runtime_s=runtime,
+            train_samples_per_second=state["samples_seen"] / runtime if runtime > 0 else float("nan"),
+            stopped_early=self.stopped_early,
+            extra={"total_steps": self.total_steps, "num_processes": self.world, "warmup_steps": self.warmup_steps,
+                   "log_entries": len(trained), "skipped_steps": list(state["skipped_steps"]), **self.resume_info},
+        )
 
 
 def _read_best_weights(path: Path) -> dict[str, torch.Tensor]:
