@@ -1,11 +1,11 @@
-"""Tests for ftutils.baselines: the TF-IDF + logistic-regression baseline."""
+"""Tests for ftutils.baselines: the TF-IDF + logistic-regression baseline, fixed or tuned C."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from ftutils.baselines import tfidf_logreg
+from ftutils.baselines import fit_tuned_logreg, tfidf_features, tfidf_logreg
 
 POS = ["a great film", "great acting and a great story", "wonderful and moving", "a moving, wonderful film",
        "great fun", "a wonderful cast"]
@@ -70,3 +70,25 @@ def test_real_rotten_tomatoes_slice_beats_majority() -> None:
     majority = max(np.mean(dsd["test"]["label"]), 1 - np.mean(dsd["test"]["label"]))
     assert result["accuracy"] > majority + 0.05, (result["accuracy"], majority)
     assert 0.6 < result["accuracy"] < 0.95
+
+
+def test_tuned_C_is_chosen_on_validation_and_matches_fit_tuned_logreg() -> None:
+    train, test = _toy()
+    Cs = (0.01, 1.0, 100.0)
+    tuned = tfidf_logreg(train, test, C=Cs, validation=test, seed=1)
+    pipeline, C, val_accuracy = fit_tuned_logreg(train["text"], train["label"], test["text"], test["label"], Cs=Cs,
+                                                 make_features=tfidf_features, seed=1)
+    assert (tuned["C"], tuned["val_accuracy"]) == (C, val_accuracy)
+    assert tuned["predictions"].tolist() == pipeline.predict(test["text"]).tolist()
+    fixed = tfidf_logreg(train, test, C=C, seed=1)
+    assert fixed["predictions"].tolist() == tuned["predictions"].tolist() and "val_accuracy" not in fixed
+
+
+def test_tuning_needs_a_validation_split_and_a_validation_split_needs_several_C() -> None:
+    train, test = _toy()
+    with pytest.raises(ValueError, match="validation is None"):
+        tfidf_logreg(train, test, C=(0.1, 1.0))
+    with pytest.raises(ValueError, match="single value"):
+        tfidf_logreg(train, test, C=1.0, validation=test)
+    with pytest.raises(ValueError, match="Cs is empty"):
+        tfidf_logreg(train, test, C=(), validation=test)

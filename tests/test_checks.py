@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from ftutils import checks
+from ftutils.ner import align_labels
 
 
 # ------------------------------------------------------------------ answers a reader might write
@@ -142,7 +143,7 @@ def epoch_without_dataloader(model, loader, optimizer, device):
 
 # ------------------------------------------------------------------ tests
 def test_passed_message_shows_without_quotes() -> None:
-    message = checks.check_accuracy_above(0.8, 0.7)
+    message = checks.check_same_predictions([[0.1, 0.9]], [[0.1, 0.9]])
     assert isinstance(message, str) and message.startswith("Passed:")
     assert repr(message) == str(message)
 
@@ -187,20 +188,6 @@ def test_check_corrected_loop_passes_right_answers(fn) -> None:
 def test_check_corrected_loop_rejects_wrong_answers(fn, hint) -> None:
     with pytest.raises((AssertionError, ValueError), match=f"(?s){hint}"):
         checks.check_corrected_loop(fn)
-
-
-def test_check_accuracy_above() -> None:
-    assert "0.810 >= 0.750" in checks.check_accuracy_above(0.81, 0.75, what="x")
-    with pytest.raises(AssertionError, match="below the target 0.750"):
-        checks.check_accuracy_above(0.7, 0.75)
-    with pytest.raises(AssertionError, match="percentage"):
-        checks.check_accuracy_above(81, 0.75)
-
-
-def test_check_better_than() -> None:
-    assert "by 0.100" in checks.check_better_than(0.8, 0.7)
-    with pytest.raises(AssertionError, match="does not beat TF-IDF"):
-        checks.check_better_than(0.72, 0.7, margin=0.05, baseline_name="TF-IDF")
 
 
 def test_check_same_predictions() -> None:
@@ -256,3 +243,80 @@ def test_check_l2sp_penalty() -> None:
         checks.check_l2sp_penalty(lambda p, a, s: right(p, a, s) / s)
     with pytest.raises(AssertionError, match="not a tensor"):
         checks.check_l2sp_penalty(lambda p, a, s: right(p, a, s).item())
+
+
+# ------------------------------------------------------------------ chapter 3: seeds
+def test_check_summarize_accepts_right_and_rejects_wrong_answers():
+    def mine(df, by, metric):
+        return {g: (v.mean(), v.std(ddof=1), len(v)) for g, v in df.groupby(by)[metric]}
+
+    assert checks.check_summarize(mine).startswith("Passed:")
+
+    def population_std(df, by, metric):
+        return {g: (v.mean(), v.std(ddof=0), len(v)) for g, v in df.groupby(by)[metric]}
+
+    with pytest.raises(AssertionError, match="population std"):
+        checks.check_summarize(population_std)
+
+    def overall_mean(df, by, metric):
+        return {g: (df[metric].mean(), v.std(), len(v)) for g, v in df.groupby(by)[metric]}
+
+    with pytest.raises(AssertionError, match="mean="):
+        checks.check_summarize(overall_mean)
+
+    with pytest.raises(AssertionError, match="column 'std'"):
+        checks.check_summarize(lambda df, by, m: df.groupby(by)[m].agg(["mean", "count"]).rename(columns={"count": "n"}))
+
+
+# ------------------------------------------------------------------ chapter 5: NER labels
+def test_check_align_labels_passes_and_explains():
+    assert checks.check_align_labels(align_labels).startswith("Passed")
+
+    def label_every_piece(word_ids, tags):
+        return [-100 if w is None else tags[w] for w in word_ids]
+
+    with pytest.raises(AssertionError, match="later sub-words"):
+        checks.check_align_labels(label_every_piece)
+
+    def forgets_special(word_ids, tags):
+        return [0 if w is None else tags[w] for w in word_ids]
+
+    with pytest.raises(AssertionError, match="special tokens"):
+        checks.check_align_labels(forgets_special)
+
+
+# ------------------------------------------------------------------ chapter 6: search
+def test_check_best_so_far() -> None:
+    assert str(checks.check_best_so_far(lambda v: list(np.maximum.accumulate(v)))).startswith("Passed")
+    with pytest.raises(AssertionError, match="Hint"):
+        checks.check_best_so_far(lambda v: list(v))
+    with pytest.raises(AssertionError, match="raised ZeroDivisionError"):
+        checks.check_best_so_far(lambda v: [1 / 0])
+
+
+# ------------------------------------------------------------------ chapter 7: evaluation
+def test_check_bootstrap_ci_and_check_membership_auc() -> None:
+    def ci(correct, n_resamples=1000, seed=0):
+        correct = np.asarray(correct)
+        rng = np.random.default_rng(seed)
+        means = [correct[rng.integers(0, len(correct), len(correct))].mean() for _ in range(n_resamples)]
+        return tuple(np.quantile(means, [0.025, 0.975]))
+
+    def ci_permutation(correct, n_resamples=1000, seed=0):
+        rng = np.random.default_rng(seed)
+        means = [np.asarray(correct)[rng.permutation(len(correct))].mean() for _ in range(n_resamples)]
+        return tuple(np.quantile(means, [0.025, 0.975]))
+
+    assert str(checks.check_bootstrap_ci(ci)).startswith("Passed")
+    with pytest.raises(AssertionError, match="replacement"):
+        checks.check_bootstrap_ci(ci_permutation)
+
+    def auc_ok(m, o):
+        m, o = np.asarray(m)[:, None], np.asarray(o)[None, :]
+        return float((m < o).mean() + 0.5 * (m == o).mean())
+
+    assert str(checks.check_membership_auc(auc_ok)).startswith("Passed")
+    with pytest.raises(AssertionError, match="lower"):
+        checks.check_membership_auc(lambda m, o: 1 - auc_ok(m, o))
+    with pytest.raises(AssertionError, match="one half"):
+        checks.check_membership_auc(lambda m, o: float((np.asarray(m)[:, None] < np.asarray(o)[None, :]).mean()))

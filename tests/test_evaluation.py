@@ -20,7 +20,7 @@ import transformers
 matplotlib.use("Agg")
 
 from ftutils import evaluation as ev
-from ftutils import models
+from ftutils import plotting
 from ftutils.metrics import accuracy
 from ftutils.trainer import TrainingConfig
 
@@ -199,88 +199,9 @@ def test_run_learning_curve_caches_and_gives_all_methods_the_same_examples(tmp_p
     assert ev.examples_to_match(s, "a", "b", 80) == 20
     with pytest.raises(KeyError, match="expected one of"):
         ev.examples_to_match(s, "c", "a", 20)
-    fig = ev.plot_learning_curve(s, title="t", labels={"a": "A"}, chance=0.5)
+    fig = plotting.plot_train_size_curve(s, title="t", labels={"a": "A"}, chance=0.5)
     ax = fig.axes[0]
     assert ax.get_xscale() == "log" and "examples" in ax.get_xlabel()
     assert "A (2 seeds)" in [t.get_text() for t in ax.get_legend().get_texts()]
     with pytest.raises(ValueError, match="pool size"):
         ev.run_learning_curve({"a": recorder("a")}, [500], 1, **kwargs)
-
-
-def test_mean_pooled_features_ignores_padding():
-    model = transformers.BertModel(transformers.BertConfig(vocab_size=30, hidden_size=16, num_hidden_layers=1,
-                                                           num_attention_heads=2, intermediate_size=16))
-
-    class Tok:
-        def __call__(self, texts, padding=True, truncation=True, max_length=8, return_tensors="pt"):
-            n = max(len(t) for t in texts)
-            ids = [[1 + ord(c) % 28 for c in t] + [0] * (n - len(t)) for t in texts]
-            mask = [[1] * len(t) + [0] * (n - len(t)) for t in texts]
-            return {"input_ids": torch.tensor(ids), "attention_mask": torch.tensor(mask)}
-
-    together = ev.mean_pooled_features(model, Tok(), ["ab", "abcdef"], max_length=8)
-    alone = ev.mean_pooled_features(model, Tok(), ["ab"], max_length=8)
-    assert np.allclose(together[0], alone[0], atol=1e-5)  # padding does not change a text's vector
-
-
-def test_init_head_from_probe_starts_fine_tuning_from_a_fitted_head():
-    torch.manual_seed(0)
-    model = _tiny_bert(True, 0)
-    data = _toy(80, 2)
-    model.eval()
-    head = ev.head_module(model)
-    old = head.weight.detach().clone()
-    train_acc = ev.init_head_from_probe(model, data, C=10.0)
-    after = float(np.mean(predict_labels(model, data) == np.array(data["labels"])))
-    assert not torch.equal(old, head.weight)
-    assert after == pytest.approx(train_acc, abs=1e-6)  # the head now *is* the probe: same predictions
-    assert after >= 0.5
-
-
-def predict_labels(model, data):
-    from ftutils.trainer import predict
-
-    return predict(model, data).argmax(-1)
-
-
-def test_new_checks_pass_right_answers_and_explain_wrong_ones():
-    from ftutils import checks
-
-    def ci(correct, n_resamples=1000, seed=0):
-        correct = np.asarray(correct)
-        rng = np.random.default_rng(seed)
-        means = [correct[rng.integers(0, len(correct), len(correct))].mean() for _ in range(n_resamples)]
-        return tuple(np.quantile(means, [0.025, 0.975]))
-
-    def ci_permutation(correct, n_resamples=1000, seed=0):
-        rng = np.random.default_rng(seed)
-        means = [np.asarray(correct)[rng.permutation(len(correct))].mean() for _ in range(n_resamples)]
-        return tuple(np.quantile(means, [0.025, 0.975]))
-
-    assert str(checks.check_bootstrap_ci(ci)).startswith("Passed")
-    with pytest.raises(AssertionError, match="replacement"):
-        checks.check_bootstrap_ci(ci_permutation)
-
-    def auc_ok(m, o):
-        m, o = np.asarray(m)[:, None], np.asarray(o)[None, :]
-        return float((m < o).mean() + 0.5 * (m == o).mean())
-
-    assert str(checks.check_membership_auc(auc_ok)).startswith("Passed")
-    with pytest.raises(AssertionError, match="lower"):
-        checks.check_membership_auc(lambda m, o: 1 - auc_ok(m, o))
-    with pytest.raises(AssertionError, match="one half"):
-        checks.check_membership_auc(lambda m, o: float((np.asarray(m)[:, None] < np.asarray(o)[None, :]).mean()))
-
-
-def test_mean_pooling_classifier_ignores_padding_and_lists_its_head():
-    torch.manual_seed(0)
-    encoder = transformers.BertModel(transformers.BertConfig(vocab_size=30, hidden_size=16, num_hidden_layers=1,
-                                                             num_attention_heads=2, intermediate_size=16))
-    model = models.MeanPoolingClassifier(encoder, num_labels=2).eval()
-    short = model(torch.tensor([[1, 5, 6]]), attention_mask=torch.tensor([[1, 1, 1]])).logits
-    padded = model(torch.tensor([[1, 5, 6, 0, 0]]), attention_mask=torch.tensor([[1, 1, 1, 0, 0]])).logits
-    assert torch.allclose(short, padded, atol=1e-5)
-    out = model(torch.tensor([[1, 5, 6]]), labels=torch.tensor([1]))
-    assert out.loss.ndim == 0 and out.loss.requires_grad
-    assert ev.head_module(model) is model.classifier
-    assert set(model.ftutils_new_parameters) == {n for n, _ in model.named_parameters() if n.startswith("classifier.")}

@@ -13,7 +13,6 @@ import pytest
 from ftutils import experiments
 from ftutils.config import get_config
 from ftutils.experiments import (
-    check_summarize,
     mean_pm_std,
     paired_difference,
     results_dir,
@@ -217,28 +216,6 @@ def test_paired_difference_errors():
     dup = pd.concat([df, df])
     with pytest.raises(ValueError, match="repeat a seed"):
         paired_difference(dup, "lam", 1, 0, "acc")
-
-
-def test_check_summarize_accepts_right_and_rejects_wrong_answers():
-    def mine(df, by, metric):
-        return {g: (v.mean(), v.std(ddof=1), len(v)) for g, v in df.groupby(by)[metric]}
-
-    assert check_summarize(mine).startswith("Correct")
-
-    def population_std(df, by, metric):
-        return {g: (v.mean(), v.std(ddof=0), len(v)) for g, v in df.groupby(by)[metric]}
-
-    with pytest.raises(AssertionError, match="population std"):
-        check_summarize(population_std)
-
-    def overall_mean(df, by, metric):
-        return {g: (df[metric].mean(), v.std(), len(v)) for g, v in df.groupby(by)[metric]}
-
-    with pytest.raises(AssertionError, match="mean="):
-        check_summarize(overall_mean)
-
-    with pytest.raises(AssertionError, match="column 'std'"):
-        check_summarize(lambda df, by, m: df.groupby(by)[m].agg(["mean", "count"]).rename(columns={"count": "n"}))
 
 
 def test_module_doctests():

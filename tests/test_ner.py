@@ -69,19 +69,3 @@ def test_dictionary_tagger():
     assert tagger.predict([["PARIS", "rocks", "unseen"]]) == [[3, 0, 0]]
     with pytest.raises(ValueError):
         ner.DictionaryTagger().fit([["a"]], [[0, 1]])
-
-
-def test_check_align_labels_passes_and_explains():
-    assert ner.check_align_labels(ner.align_labels).startswith("Passed")
-
-    def label_every_piece(word_ids, tags):
-        return [-100 if w is None else tags[w] for w in word_ids]
-
-    with pytest.raises(AssertionError, match="later sub-words"):
-        ner.check_align_labels(label_every_piece)
-
-    def forgets_special(word_ids, tags):
-        return [0 if w is None else tags[w] for w in word_ids]
-
-    with pytest.raises(AssertionError, match="special tokens"):
-        ner.check_align_labels(forgets_special)

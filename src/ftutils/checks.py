@@ -6,21 +6,26 @@ the fix. Checks that take a function run it on a tiny model and tiny data built 
 reference implementation, and recognise the common wrong answers (e.g. the loss averaged over the
 wrong count) so the hint can be specific.
 
+All the book's auto-checks live here, in one section per chapter (3: seeds and the L2-SP penalty;
+4: saving, scoring and the training loop; 5: aligning NER labels; 6: the best-so-far curve of a search;
+7: bootstrap intervals and the membership attack). ``book/assignments.md`` lists which exercise uses
+which check.
+
 Example:
-    >>> from ftutils.checks import check_accuracy_above
-    >>> check_accuracy_above(0.81, 0.75, what="the fine-tuned MiniLM")
-    Passed: the fine-tuned MiniLM reaches accuracy 0.810 >= 0.750.
-    >>> check_accuracy_above(0.5, 0.75)  # doctest: +ELLIPSIS
+    >>> from ftutils.checks import check_same_predictions
+    >>> check_same_predictions([[0.1, 0.9]], [[0.1, 0.9]], what="the reloaded MiniLM")
+    Passed: the reloaded MiniLM gives the same predictions on 1 examples (max |logit diff| 0.0e+00).
+    >>> check_same_predictions([[0.1, 0.9]], [[0.9, 0.1]])  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    AssertionError: the model reaches accuracy 0.500, below the target 0.750. Hint: ...
+    AssertionError: the logits differ by up to 8.00e-01 (> 1e-05); 1 predicted labels change. Hint: ...
 """
 
 from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -29,8 +34,9 @@ from torch import nn
 
 __all__ = [
     "Passed",
-    "check_accuracy_above",
-    "check_better_than",
+    "TinyClassifier",
+    "check_align_labels",
+    "check_best_so_far",
     "check_bootstrap_ci",
     "check_confusion_matrix",
     "check_corrected_loop",
@@ -38,6 +44,7 @@ __all__ = [
     "check_mean_loss",
     "check_membership_auc",
     "check_same_predictions",
+    "check_summarize",
 ]
 
 
@@ -75,57 +82,7 @@ def _as_float(value: Any, what: str) -> float:
     return number
 
 
-# --------------------------------------------------------------------------- scores and baselines
-def check_accuracy_above(accuracy: float, threshold: float, *, what: str = "the model") -> Passed:
-    """Pass when ``accuracy >= threshold`` (both in [0, 1]).
-
-    Example:
-        >>> check_accuracy_above(0.9, 0.8)
-        Passed: the model reaches accuracy 0.900 >= 0.800.
-    """
-    accuracy = _as_float(accuracy, "accuracy")
-    if not 0.0 <= accuracy <= 1.0:
-        raise _fail(f"accuracy={accuracy!r} is outside [0, 1].",
-                    "pass a fraction (0.81), not a percentage (81) or a count.")
-    if accuracy < threshold:
-        raise _fail(
-            f"{what} reaches accuracy {accuracy:.3f}, below the target {threshold:.3f}.",
-            "train longer or on more examples, try a learning rate between 2e-5 and 1e-4, and "
-            "check that the labels of the evaluation set match the model's label order.",
-        )
-    return _passed(f"{what} reaches accuracy {accuracy:.3f} >= {threshold:.3f}.")
-
-
-def check_better_than(
-    score: float,
-    baseline: float,
-    *,
-    margin: float = 0.0,
-    metric: str = "accuracy",
-    name: str = "the model",
-    baseline_name: str = "the baseline",
-) -> Passed:
-    """Pass when ``score`` beats ``baseline`` by more than ``margin`` (higher is better).
-
-    Example:
-        >>> check_better_than(0.80, 0.70, margin=0.05, name="MiniLM", baseline_name="TF-IDF")
-        Passed: MiniLM (accuracy 0.800) beats TF-IDF (0.700) by 0.100 > 0.050.
-    """
-    score = _as_float(score, f"{name}'s {metric}")
-    baseline = _as_float(baseline, f"{baseline_name}'s {metric}")
-    if not score - baseline > margin:
-        raise _fail(
-            f"{name} ({metric} {score:.3f}) does not beat {baseline_name} ({baseline:.3f}) by more than "
-            f"{margin:.3f}.",
-            "compare on the same test split; a pretrained model needs a few hundred training examples "
-            "and a learning rate near 5e-5 to pull ahead.",
-        )
-    return _passed(
-        f"{name} ({metric} {score:.3f}) beats {baseline_name} ({baseline:.3f}) by {score - baseline:.3f} "
-        f"> {margin:.3f}."
-    )
-
-
+# --------------------------------------------------------------------------- chapter 4: saving and scoring
 def check_same_predictions(
     logits_a: Any, logits_b: Any, *, atol: float = 1e-5, what: str = "the reloaded model"
 ) -> Passed:
@@ -187,7 +144,7 @@ def check_confusion_matrix(fn: Callable[[Sequence[int], Sequence[int], int], Any
     return _passed(f"your confusion matrix matches scikit-learn's on {len(cases)} test cases.")
 
 
-# --------------------------------------------------------------------------- training-loop pieces
+# --------------------------------------------------------------------------- chapter 4: training-loop pieces
 class _Output(dict):
     """Like transformers' ModelOutput: ``out.loss``, ``out["loss"]`` and ``out[0]`` all work."""
 
@@ -428,7 +385,7 @@ def check_corrected_loop(fn: Callable[[nn.Module, Any, torch.optim.Optimizer, An
                    f"mean loss {got:.4f}).")
 
 
-# --------------------------------------------------------------------------- regularisation
+# --------------------------------------------------------------------------- chapters 3 and 4: regularisation
 def check_l2sp_penalty(fn: Callable[[dict[str, torch.Tensor], dict[str, torch.Tensor], float], Any]) -> Passed:
     """Check ``fn(params, anchor, strength) -> tensor``: the L2-SP penalty λ·Σ‖θ−θ_p‖² over ``anchor``'s keys.
 
@@ -473,7 +430,134 @@ def check_l2sp_penalty(fn: Callable[[dict[str, torch.Tensor], dict[str, torch.Te
                    "differentiable.")
 
 
-# --------------------------------------------------------------------------- evaluation (chapter 7)
+# --------------------------------------------------------------------------- chapter 3: seeds
+def check_summarize(fn: Callable[[Any, str, str], Any], *, seed: int = 0) -> str:
+    """Check a reader's own ``fn(df, by, metric)`` (mean, sample std and count per group) on random data.
+
+    ``fn`` may return a DataFrame with columns ``mean``, ``std``, ``n`` indexed by the group, or a dict
+    ``{group: (mean, std, n)}``. Raises ``AssertionError`` naming the first group that disagrees with
+    :func:`ftutils.experiments.summarize` (chapter 3); returns a short success message otherwise.
+
+    Example:
+        >>> from ftutils.experiments import summarize
+        >>> check_summarize(lambda df, by, m: summarize(df, by, m))
+        'Passed: mean, std and n agree with ftutils.experiments.summarize on 4 groups.'
+    """
+    import pandas as pd
+
+    from ftutils.experiments import summarize
+
+    rng = np.random.default_rng(seed)
+    groups = [0.0, 0.01, 1.0, 100.0]
+    n_per = [3, 5, 2, 4]
+    df = pd.DataFrame({
+        "strength": np.repeat(groups, n_per),
+        "accuracy": rng.uniform(0.5, 0.9, size=sum(n_per)),
+    })
+    df = df.sample(frac=1.0, random_state=seed).reset_index(drop=True)  # groups interleaved, as in a grid
+    expected = summarize(df, "strength", "accuracy")
+    got = fn(df.copy(), "strength", "accuracy")
+    if isinstance(got, pd.DataFrame):
+        for col in ("mean", "std", "n"):
+            if col not in got.columns:
+                raise AssertionError(f"Your result has no column {col!r}: expected columns mean, std, n.")
+        got = {g: (row["mean"], row["std"], row["n"]) for g, row in got.iterrows()}
+    if not isinstance(got, Mapping):
+        raise AssertionError(
+            f"Your function returned {type(got).__name__}: expected a DataFrame (columns mean, std, n) "
+            "or a dict {group: (mean, std, n)}."
+        )
+    for group, row in expected.iterrows():
+        if group not in got:
+            raise AssertionError(f"Group strength={group!r} is missing from your result.")
+        mean, std, n = got[group]
+        if int(n) != row["n"]:
+            raise AssertionError(f"strength={group}: n={n}, expected {row['n']}.")
+        if not math.isclose(float(mean), row["mean"], rel_tol=1e-9, abs_tol=1e-12):
+            raise AssertionError(f"strength={group}: mean={mean}, expected {row['mean']:.6f}.")
+        if not math.isclose(float(std), row["std"], rel_tol=1e-9, abs_tol=1e-12):
+            hint = ""
+            population = float(np.std(df.loc[df.strength == group, "accuracy"], ddof=0))
+            if math.isclose(float(std), population, rel_tol=1e-9):
+                hint = " You computed the population std (ddof=0); use the sample std (ddof=1)."
+            raise AssertionError(f"strength={group}: std={std}, expected {row['std']:.6f}.{hint}")
+    return f"Passed: mean, std and n agree with ftutils.experiments.summarize on {len(expected)} groups."
+
+
+# --------------------------------------------------------------------------- chapter 5: applications
+def check_align_labels(fn: Callable[[Sequence[int | None], Sequence[int]], Any]) -> Passed:
+    """Auto-check a reader's ``fn(word_ids, word_labels) -> labels`` against :func:`ftutils.ner.align_labels` (chapter 5).
+
+    The expected convention: first sub-word gets the word's tag, later sub-words and special tokens
+    ``-100``. Returns a :class:`Passed` message, or raises ``AssertionError`` with a hint.
+
+    Example:
+        >>> from ftutils.ner import align_labels
+        >>> check_align_labels(align_labels)
+        Passed: your alignment matches on 4 hand-made sentences (special tokens, split words, truncation).
+    """
+    from ftutils.ner import IGNORE, align_labels
+
+    cases = [
+        ([None, 0, 1, 1, 2, None], [1, 2, 0], "a word split into two sub-words"),
+        ([None, 0, 0, 0, None], [3], "one word split into three sub-words"),
+        ([None, 0, 1, 2, None], [0, 1, 0], "no split words"),
+        ([None, 0, 1, 1, None], [1, 2, 2, 0], "a sentence truncated after two words"),
+    ]
+    for word_ids, tags, what in cases:
+        expected = align_labels(word_ids, tags)
+        try:
+            got = fn(list(word_ids), list(tags))
+        except Exception as exc:  # noqa: BLE001 -- shown to the reader
+            raise AssertionError(f"Your function raised {type(exc).__name__}: {exc} on {what} "
+                                 f"(word_ids={word_ids}, tags={tags}). Hint: special tokens have word id None.") from None
+        got = [int(x) for x in got]
+        if len(got) != len(word_ids):
+            raise AssertionError(f"On {what} you returned {len(got)} labels for {len(word_ids)} tokens. "
+                                 "Hint: return one label per token, special tokens included.")
+        if got != expected:
+            hint = "give -100 to special tokens (word id None)."
+            if all(g == e for g, e, w in zip(got, expected, word_ids) if w is None):
+                subword = align_labels(word_ids, tags, label_all_subwords=True,
+                                       label_names=["O", "B-X", "I-X", "B-Y"])
+                hint = ("later sub-words of a word should get -100, not the word's tag." if got == subword
+                        or any(e == IGNORE and g != IGNORE for g, e in zip(got, expected))
+                        else "the first sub-word of each word gets that word's tag.")
+            raise AssertionError(f"On {what} (word_ids={word_ids}, tags={tags}) you returned {got}, "
+                                 f"expected {expected}. Hint: {hint}")
+    return _passed(f"your alignment matches on {len(cases)} hand-made sentences "
+                   "(special tokens, split words, truncation).")
+
+
+# --------------------------------------------------------------------------- chapter 6: tools
+def check_best_so_far(fn: Callable[[Sequence[float]], Sequence[float]]) -> Passed:
+    """Check ``fn(values)``: the running maximum, as :func:`ftutils.search.best_so_far` (chapter 6).
+
+    Example:
+        >>> import numpy as np
+        >>> check_best_so_far(lambda v: list(np.maximum.accumulate(v)))
+        Passed: best_so_far returns the running maximum on 4 test cases.
+    """
+    from ftutils.search import best_so_far
+
+    cases = [[0.5], [0.5, 0.7, 0.6, 0.8], [0.9, 0.1, 0.2], [0.1, 0.1, 0.3, 0.2, 0.3]]
+    for values in cases:
+        try:
+            got = [float(x) for x in fn(list(values))]
+        except Exception as exc:  # noqa: BLE001 - report any failure of the reader's code
+            raise _fail(f"fn({values}) raised {type(exc).__name__}: {exc}.", "return a list of floats.") from exc
+        want = best_so_far(values)
+        if len(got) != len(want):
+            raise _fail(f"fn({values}) returned {len(got)} values, expected {len(want)}.",
+                        "return one value per trial, the best seen up to and including it.")
+        if not np.allclose(got, want):
+            hint = ("that is the running mean or the last value, not the best so far" if got[-1] != max(values)
+                    else "each entry is the maximum of the values up to that trial")
+            raise _fail(f"fn({values}) returned {got}, expected {want}.", hint + ".")
+    return _passed(f"best_so_far returns the running maximum on {len(cases)} test cases.")
+
+
+# --------------------------------------------------------------------------- chapter 7: evaluation
 def check_bootstrap_ci(fn: Callable[..., Any]) -> Passed:
     """Check ``fn(correct, n_resamples, seed) -> (low, high)``: a 95% percentile bootstrap interval of accuracy.
 

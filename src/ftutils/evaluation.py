@@ -1,6 +1,6 @@
 """Evaluating fine-tuned models honestly: confidence intervals, seed spread, learning curves, privacy.
 
-Four ideas, each a few functions:
+Five ideas, each a few functions:
 
 * **Confidence intervals** on a test metric by the bootstrap (:func:`bootstrap_ci`), and for the
   difference of two models scored on the *same* test examples (:func:`paired_bootstrap`).
@@ -11,9 +11,10 @@ Four ideas, each a few functions:
   TF-IDF + logistic regression). :func:`run_learning_curve` runs every (method, size, seed) through
   :func:`ftutils.experiments.run_grid` (so results are cached on disk); :func:`finetune_method`,
   :func:`probe_method` and :func:`tfidf_method` build the methods; :func:`curve_summary`,
-  :func:`examples_to_match` and :func:`plot_learning_curve` read the result.
+  :func:`examples_to_match` read the result, and :func:`ftutils.plotting.plot_train_size_curve` draws it.
 * **Membership inference**: does a model's loss tell its training examples from unseen ones?
   :func:`membership_inference` gives the attack's AUC (0.5 = no leak).
+* **Cost**: :func:`seconds_per_example` times a model on a batch of examples.
 
 Example:
     >>> import numpy as np
@@ -39,7 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ftutils import experiments
+from ftutils import baselines, experiments
 
 __all__ = [
     "BootstrapResult",
@@ -51,18 +52,13 @@ __all__ = [
     "per_example_loss",
     "auc",
     "membership_inference",
-    "mean_pooled_features",
     "seconds_per_example",
-    "fit_tuned_logreg",
-    "head_module",
-    "init_head_from_probe",
     "finetune_method",
     "probe_method",
     "tfidf_method",
     "run_learning_curve",
     "curve_summary",
     "examples_to_match",
-    "plot_learning_curve",
 ]
 
 Metric = Callable[[Any, Any], float]
@@ -274,53 +270,7 @@ def membership_inference(member_losses: Sequence[float], nonmember_losses: Seque
             "nonmember_loss": float(others.mean())}
 
 
-# --------------------------------------------------------------------------- features and cost
-def mean_pooled_features(model: Any, tokenizer: Any, texts: Sequence[str], *, max_length: int,
-                         batch_size: int = 64) -> np.ndarray:
-    """Frozen sentence vectors: the mean of the last hidden states over non-padding tokens.
-
-    ``model`` is a base model (``models.load(name, "base")``) or any model whose output has
-    ``last_hidden_state`` or ``hidden_states``. Texts are sorted by length so batches carry little padding.
-
-    Example:
-        >>> import transformers, torch
-        >>> cfg = transformers.BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=1,
-        ...                               num_attention_heads=2, intermediate_size=8)
-        >>> class Tok:  # a stand-in tokenizer: one id per character
-        ...     def __call__(self, texts, **kw):
-        ...         n = max(len(t) for t in texts)
-        ...         ids = [[1 + ord(c) % 28 for c in t] + [0] * (n - len(t)) for t in texts]
-        ...         mask = [[1] * len(t) + [0] * (n - len(t)) for t in texts]
-        ...         return transformers.BatchEncoding({"input_ids": torch.tensor(ids), "attention_mask": torch.tensor(mask)})
-        >>> mean_pooled_features(transformers.BertModel(cfg), Tok(), ["ab", "abc"], max_length=8).shape
-        (2, 8)
-    """
-    import torch
-
-    from ftutils.models import mean_pool
-
-    texts = list(texts)
-    if not texts:
-        raise ValueError("texts is empty: expected at least one text to embed.")
-    model.eval()
-    device = next(model.parameters()).device
-    order = np.argsort([len(t) for t in texts], kind="stable")
-    rows = []
-    with torch.inference_mode():
-        for start in range(0, len(texts), batch_size):
-            chunk = [texts[i] for i in order[start:start + batch_size]]
-            batch = tokenizer(chunk, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-            batch = {k: v.to(device) for k, v in batch.items() if k in ("input_ids", "attention_mask")}
-            out = model(**batch)
-            hidden = getattr(out, "last_hidden_state", None)
-            if hidden is None:  # a model with a task head: ask for the hidden states
-                hidden = model(**batch, output_hidden_states=True).hidden_states[-1]
-            rows.append(mean_pool(hidden, batch["attention_mask"]).float().cpu().numpy())
-    vectors = np.empty((len(texts), rows[0].shape[1]), dtype=np.float32)
-    vectors[order] = np.concatenate(rows)
-    return vectors
-
-
+# --------------------------------------------------------------------------- cost
 def seconds_per_example(fn: Callable[[], Any], n_examples: int, *, repeats: int = 1) -> float:
     """Wall-clock seconds per example of ``fn()`` (which processes ``n_examples``), best of ``repeats``.
 
@@ -339,120 +289,12 @@ def seconds_per_example(fn: Callable[[], Any], n_examples: int, *, repeats: int 
 
 
 # --------------------------------------------------------------------------- methods of a learning curve
-def fit_tuned_logreg(train_x: Any, train_y: Any, val_x: Any, val_y: Any, *,
-                     Cs: Sequence[float] = (0.01, 0.1, 1.0, 10.0), make_features: Callable | None = None,
-                     seed: int = 0) -> tuple[Any, float, float]:
-    """Logistic regression with C chosen on the validation split; returns (fitted model, C, val accuracy).
-
-    ``make_features``, if given, is a scikit-learn transformer factory (e.g. a TF-IDF vectoriser) put in
-    front of the classifier; ``train_x``/``val_x`` are then raw inputs (texts).
-
-    Example:
-        >>> X = [[0.0], [1.0], [0.1], [0.9]]; y = [0, 1, 0, 1]
-        >>> model, C, acc = fit_tuned_logreg(X, y, X, y, Cs=(1.0, 10.0))
-        >>> acc
-        1.0
-    """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-
-    if not Cs:
-        raise ValueError("Cs is empty: expected at least one regularisation value C, e.g. (0.1, 1.0, 10.0).")
-    if len(set(np.asarray(train_y).tolist())) < 2:
-        raise ValueError("The training labels hold a single class: expected at least two.")
-    best = (None, None, -1.0)
-    for C in Cs:
-        clf = LogisticRegression(C=C, max_iter=2000, random_state=seed)
-        model = make_pipeline(make_features(), clf) if make_features else clf
-        model.fit(train_x, train_y)
-        acc = float(np.mean(np.asarray(model.predict(val_x)) == np.asarray(val_y)))
-        if acc > best[2]:
-            best = (model, float(C), acc)
-    return best
-
-
 def _scores(pred: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
     from ftutils import metrics
 
     return {"accuracy": metrics.accuracy(pred, labels),
             "macro_f1": metrics.macro_f1(pred, labels, labels=sorted(set(labels.tolist()))),
             "test_predictions": pred.astype(int).tolist()}
-
-
-def head_module(model: Any) -> Any:
-    """The final ``torch.nn.Linear`` of a sequence classifier (``classifier``, ``classifier.out_proj`` or ``score``).
-
-    Example:
-        >>> import transformers
-        >>> cfg = transformers.BertConfig(vocab_size=20, hidden_size=8, num_hidden_layers=1,
-        ...                               num_attention_heads=2, intermediate_size=8)
-        >>> head_module(transformers.BertForSequenceClassification(cfg)).out_features
-        2
-    """
-    import torch
-
-    for path in ("classifier", "classifier.out_proj", "score"):
-        module = model
-        for part in path.split("."):
-            module = getattr(module, part, None)
-        if isinstance(module, torch.nn.Linear):
-            return module
-    raise ValueError(f"{type(model).__name__} has no linear head named classifier, classifier.out_proj or score: "
-                     "pass a sequence-classification model.")
-
-
-def init_head_from_probe(model: Any, dataset: Any, *, tokenizer: Any = None, C: float = 1.0,
-                         batch_size: int = 64) -> float:
-    """Set the classifier head to a logistic regression fitted on the head's own (frozen) inputs.
-
-    The first half of *linear probing then fine-tuning* (LP-FT): fine-tuning then starts from a head
-    that already separates the classes, instead of a random one, so a few steps suffice and the
-    pretrained features are not distorted by the gradients of a random head. The head's inputs are
-    captured with a forward hook, so this works for any model whose last layer is a linear head.
-    Returns the probe's accuracy on ``dataset`` (a tokenised dataset with ``labels``).
-    """
-    import torch
-    from sklearn.linear_model import LogisticRegression
-
-    from ftutils.batching import DynamicPaddingCollator
-
-    head = head_module(model)
-    pad = getattr(tokenizer, "pad_token_id", None)
-    if pad is None:
-        pad = getattr(getattr(model, "config", None), "pad_token_id", None) or 0
-    collate = DynamicPaddingCollator(pad)
-    keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in dataset.column_names]
-    device = next(model.parameters()).device
-    captured: list[torch.Tensor] = []
-    hook = head.register_forward_pre_hook(lambda module, args: captured.append(args[0].detach().float().cpu()))
-    was_training = model.training
-    model.eval()
-    try:  # in dataset order (trainer.predict may reorder batches by length), so rows match the labels
-        with torch.no_grad():
-            for start in range(0, len(dataset), batch_size):
-                rows = dataset[start:start + batch_size]
-                batch = collate([{k: rows[k][i] for k in keys} for i in range(len(rows[keys[0]]))])
-                model(**{k: v.to(device) for k, v in batch.items()})
-    finally:
-        hook.remove()
-        model.train(was_training)
-    x = torch.cat(captured).numpy()
-    if x.ndim == 3:  # decoders score every position; predict() pools the last token, so probe on that
-        raise ValueError("The head sees one vector per token; init_head_from_probe supports pooled heads only.")
-    y = np.asarray(dataset["labels"])
-    probe = LogisticRegression(C=C, max_iter=2000).fit(x, y)
-    coef, intercept = probe.coef_, probe.intercept_
-    if coef.shape[0] == 1:  # binary: p(1) = sigmoid(w·x + b) = softmax of (−w/2·x − b/2, w/2·x + b/2)
-        coef = np.concatenate([-coef / 2, coef / 2])
-        intercept = np.concatenate([-intercept / 2, intercept / 2])
-    if coef.shape[0] != head.out_features:
-        raise ValueError(f"The training labels hold {coef.shape[0]} classes but the head has {head.out_features} "
-                         "outputs: train on a subset that contains every class.")
-    with torch.no_grad():
-        head.weight.copy_(torch.as_tensor(coef, dtype=head.weight.dtype))
-        if head.bias is not None:
-            head.bias.copy_(torch.as_tensor(intercept, dtype=head.bias.dtype))
-    return float(probe.score(x, y))
 
 
 def finetune_method(make_model: Callable[[bool, int], Any], train: Any, test: Any, *, config: Any,
@@ -462,44 +304,46 @@ def finetune_method(make_model: Callable[[bool, int], Any], train: Any, test: An
 
     ``make_model(pretrained, seed)`` returns a new classifier (pretrained weights, or the same
     architecture with random weights when ``pretrained`` is False) whose new weights are drawn from
-    ``seed`` (pass it to :func:`ftutils.models.load`). ``train`` and
+    ``seed`` (pass it to :func:`ftutils.models.load`); the run is :func:`ftutils.recipes.fine_tune`. ``train`` and
     ``test`` are tokenised datasets with ``labels``; ``config`` is a
     :class:`ftutils.trainer.TrainingConfig` whose ``epochs`` is raised so every run makes at least
     ``min_steps`` steps (:func:`epochs_for`). With ``probe_init`` the head starts as a logistic
-    regression fitted on the training examples (:func:`init_head_from_probe`, LP-FT). The result holds test accuracy, macro-F1, predictions,
+    regression fitted on the training examples (:func:`ftutils.models.init_head_from_probe`, LP-FT). The result holds test accuracy, macro-F1, predictions,
     training time, and the loss-threshold membership-inference AUC on up to ``n_members`` training
     examples against as many test examples, after training (``mi_auc``) and before its first step
     (``mi_auc_before``: with ``probe_init`` the head was already fitted on those members).
     """
     import dataclasses
 
-    import transformers
-
-    from ftutils import trainer
+    from ftutils import models, recipes, trainer
 
     test_labels = np.asarray(test["labels"])
 
     def run(indices: np.ndarray, seed: int) -> dict[str, Any]:
-        transformers.set_seed(seed)
-        model = make_model(pretrained, seed)
         epochs = epochs_for(len(indices), config.batch_size, min_steps, config.epochs)
         cfg = dataclasses.replace(config, epochs=epochs, seed=seed)
         subset = train.select(indices.tolist())
         k = min(n_members, len(indices), len(test_labels))
 
-        def attack() -> dict[str, float]:
+        def attack(model: Any) -> dict[str, float]:
             member_logits = trainer.predict(model, subset.select(range(k)), tokenizer=tokenizer)
             test_logits = trainer.predict(model, test.select(range(k)), tokenizer=tokenizer)
             return membership_inference(per_example_loss(member_logits, subset["labels"][:k]),
                                         per_example_loss(test_logits, test_labels[:k]))
 
-        if probe_init:
-            init_head_from_probe(model, subset, tokenizer=tokenizer, C=probe_C)
-        before = attack()  # what the starting point (a head fitted on the members, if probe_init) leaks
-        result = trainer.train(model, subset, None, config=cfg, tokenizer=tokenizer)
-        logits = trainer.predict(model, test, tokenizer=tokenizer)
-        after = attack()
-        return {**_scores(logits.argmax(-1), test_labels), "train_seconds": result.train_runtime_s,
+        before: dict[str, float] = {}
+
+        def start(model: Any) -> None:
+            if probe_init:
+                models.init_head_from_probe(model, subset, tokenizer=tokenizer, C=probe_C)
+            # what the starting point (a head fitted on the members, if probe_init) leaks
+            before.update(attack(model))
+
+        tuned = recipes.fine_tune(lambda s: make_model(pretrained, s), subset, None, config=cfg,
+                                  tokenizer=tokenizer, before_training=start, test=test)
+        result = tuned.result
+        after = attack(tuned.model)
+        return {**_scores(tuned.test_logits.argmax(-1), test_labels), "train_seconds": result.train_runtime_s,
                 "epochs": epochs, "steps": result.global_step, "mi_auc": after["auc"],
                 "mi_auc_before": before["auc"],
                 "member_loss": after["member_loss"], "nonmember_loss": after["nonmember_loss"]}
@@ -521,7 +365,8 @@ def probe_method(train_x: np.ndarray, train_y: Any, val_x: np.ndarray, val_y: An
     test_y = np.asarray(test_y)
 
     def run(indices: np.ndarray, seed: int) -> dict[str, Any]:
-        model, C, val_acc = fit_tuned_logreg(train_x[indices], train_y[indices], val_x, val_y, Cs=Cs, seed=seed)
+        model, C, val_acc = baselines.fit_tuned_logreg(train_x[indices], train_y[indices], val_x, val_y, Cs=Cs,
+                                                       seed=seed)
         return {**_scores(np.asarray(model.predict(test_x)), test_y), "C": C, "val_accuracy": val_acc}
 
     return run
@@ -529,22 +374,21 @@ def probe_method(train_x: np.ndarray, train_y: Any, val_x: np.ndarray, val_y: An
 
 def tfidf_method(train_texts: Sequence[str], train_y: Any, val_texts: Sequence[str], val_y: Any,
                  test_texts: Sequence[str], test_y: Any, *, Cs: Sequence[float] = (0.1, 1.0, 10.0, 100.0)) -> Method:
-    """A learning-curve method: TF-IDF (word 1-2 grams, sublinear tf) + logistic regression, C tuned on validation.
+    """A learning-curve method: :func:`ftutils.baselines.tfidf_logreg` (word 1-2 grams, sublinear tf), C tuned on validation.
 
     Example:
         >>> texts = ["good film", "bad film", "very good", "very bad"] * 5; y = [1, 0, 1, 0] * 5
         >>> tfidf_method(texts, y, texts, y, texts, y)(np.arange(8), 0)["accuracy"]
         1.0
     """
-    from sklearn.feature_extraction.text import TfidfVectorizer
-
     train_texts, train_y, test_y = np.asarray(train_texts, dtype=object), np.asarray(train_y), np.asarray(test_y)
+    validation = {"text": list(val_texts), "label": list(np.asarray(val_y).tolist())}
+    test = {"text": list(test_texts), "label": test_y.tolist()}
 
     def run(indices: np.ndarray, seed: int) -> dict[str, Any]:
-        model, C, val_acc = fit_tuned_logreg(
-            list(train_texts[indices]), train_y[indices], list(val_texts), val_y, Cs=Cs, seed=seed,
-            make_features=lambda: TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True))
-        return {**_scores(np.asarray(model.predict(list(test_texts))), test_y), "C": C, "val_accuracy": val_acc}
+        train = {"text": list(train_texts[indices]), "label": train_y[indices].tolist()}
+        r = baselines.tfidf_logreg(train, test, C=tuple(Cs), validation=validation, seed=seed)
+        return {**_scores(r["predictions"], test_y), "C": r["C"], "val_accuracy": r["val_accuracy"]}
 
     return run
 
@@ -612,33 +456,3 @@ def examples_to_match(summary: pd.DataFrame, method: str, reference: str, at_n: 
     rows = summary.loc[method].sort_index()
     reached = rows[rows["mean"] >= target]
     return None if reached.empty else int(reached.index[0])
-
-
-def plot_learning_curve(summary: pd.DataFrame, *, metric_label: str = "test accuracy (fraction)",
-                        title: str = "Learning curve", labels: Mapping[str, str] | None = None,
-                        chance: float | None = None) -> Any:
-    """Mean ± one std (error bars over seeds) of each method against the training-set size, log x-axis.
-
-    ``labels`` maps method names to legend entries; ``chance`` draws a dashed line (e.g. the
-    majority-class accuracy). Returns the figure.
-    """
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for name in dict.fromkeys(summary.index.get_level_values("method")):
-        rows = summary.loc[name].sort_index()
-        n_seeds = int(rows["n"].min())
-        ax.errorbar(rows.index, rows["mean"], yerr=rows["std"].fillna(0), marker="o", capsize=3,
-                    label=f"{(labels or {}).get(name, name)} ({n_seeds} seeds)")
-    if chance is not None:
-        ax.axhline(chance, color="grey", linestyle="--", linewidth=1, label="majority class")
-    ax.set_xscale("log")
-    sizes = sorted(set(summary.index.get_level_values("n")))
-    ax.set_xticks(sizes, [f"{n:,}" for n in sizes])
-    ax.set_xlabel("labelled training examples (log scale)")
-    ax.set_ylabel(metric_label)
-    ax.set_title(title)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return fig

@@ -45,6 +45,16 @@ import pandas as pd
 from ftutils import assets
 from ftutils.config import BookConfig, get_config
 
+__all__ = [
+    "CACHE_FORMAT",
+    "settings_hash",
+    "results_dir",
+    "run_grid",
+    "summarize",
+    "mean_pm_std",
+    "paired_difference",
+]
+
 #: Bump when the layout of a cached file changes: older files are then ignored (retrained), not misread.
 CACHE_FORMAT = 2  # 2: heads seeded at the point of use; mi_auc_before
 
@@ -341,51 +351,3 @@ def paired_difference(df: pd.DataFrame, by: str, a: Any, b: Any, metric: str, *,
     diff = (left - right.reindex(left.index)).sort_index()
     diff.name = f"{metric}[{a}] - {metric}[{b}]"
     return diff
-
-
-def check_summarize(fn: Callable[[pd.DataFrame, str, str], Any], *, seed: int = 0) -> str:
-    """Check a reader's own ``fn(df, by, metric)`` (mean, sample std and count per group) on random data.
-
-    ``fn`` may return a DataFrame with columns ``mean``, ``std``, ``n`` indexed by the group, or a dict
-    ``{group: (mean, std, n)}``. Raises ``AssertionError`` naming the first group that disagrees with
-    :func:`summarize`; returns a short success message otherwise.
-
-    Example:
-        >>> check_summarize(lambda df, by, m: summarize(df, by, m))
-        'Correct: mean, std and n agree with ftutils.experiments.summarize on 4 groups.'
-    """
-    rng = np.random.default_rng(seed)
-    groups = [0.0, 0.01, 1.0, 100.0]
-    n_per = [3, 5, 2, 4]
-    df = pd.DataFrame({
-        "strength": np.repeat(groups, n_per),
-        "accuracy": rng.uniform(0.5, 0.9, size=sum(n_per)),
-    })
-    df = df.sample(frac=1.0, random_state=seed).reset_index(drop=True)  # groups interleaved, as in a grid
-    expected = summarize(df, "strength", "accuracy")
-    got = fn(df.copy(), "strength", "accuracy")
-    if isinstance(got, pd.DataFrame):
-        for col in ("mean", "std", "n"):
-            if col not in got.columns:
-                raise AssertionError(f"Your result has no column {col!r}: expected columns mean, std, n.")
-        got = {g: (row["mean"], row["std"], row["n"]) for g, row in got.iterrows()}
-    if not isinstance(got, Mapping):
-        raise AssertionError(
-            f"Your function returned {type(got).__name__}: expected a DataFrame (columns mean, std, n) "
-            "or a dict {group: (mean, std, n)}."
-        )
-    for group, row in expected.iterrows():
-        if group not in got:
-            raise AssertionError(f"Group strength={group!r} is missing from your result.")
-        mean, std, n = got[group]
-        if int(n) != row["n"]:
-            raise AssertionError(f"strength={group}: n={n}, expected {row['n']}.")
-        if not math.isclose(float(mean), row["mean"], rel_tol=1e-9, abs_tol=1e-12):
-            raise AssertionError(f"strength={group}: mean={mean}, expected {row['mean']:.6f}.")
-        if not math.isclose(float(std), row["std"], rel_tol=1e-9, abs_tol=1e-12):
-            hint = ""
-            population = float(np.std(df.loc[df.strength == group, "accuracy"], ddof=0))
-            if math.isclose(float(std), population, rel_tol=1e-9):
-                hint = " You computed the population std (ddof=0); use the sample std (ddof=1)."
-            raise AssertionError(f"strength={group}: std={std}, expected {row['std']:.6f}.{hint}")
-    return f"Correct: mean, std and n agree with ftutils.experiments.summarize on {len(expected)} groups."

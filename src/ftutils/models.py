@@ -19,6 +19,10 @@ SmolLM2 is distributed as a 4-bit GGUF file, which transformers can read but not
 dequantises it (~30 s) and caches an ordinary safetensors folder under
 ``ftutils.assets.cache_dir() / "converted"``; later loads take about a second. See :func:`convert_gguf`.
 
+Heads and frozen features: :class:`MeanPoolingClassifier` (``load(..., pooling="mean")``),
+:func:`head_module` (a classifier's final linear layer), :func:`init_head_from_probe` (the linear-probe
+start of LP-FT) and :func:`mean_pooled_features` (sentence vectors from a frozen encoder).
+
 Example:
     >>> from ftutils import models
     >>> model, tokenizer = models.load("minilm", "sequence-classification", labels=["neg", "pos"])
@@ -43,6 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import transformers
 from transformers import (
@@ -58,6 +63,28 @@ from transformers import (
 )
 
 from ftutils import anatomy, assets, seeding
+
+__all__ = [
+    "TASKS",
+    "POOLINGS",
+    "RegistryModel",
+    "REGISTRY",
+    "UnknownModelError",
+    "resolve",
+    "convert_gguf",
+    "gguf_special_token_ids",
+    "set_special_tokens",
+    "load",
+    "new_parameter_names",
+    "mean_pool",
+    "ClassifierOutput",
+    "MeanPoolingClassifier",
+    "head_module",
+    "init_head_from_probe",
+    "mean_pooled_features",
+    "count_parameters",
+    "describe",
+]
 
 log = logging.getLogger(__name__)
 
@@ -588,6 +615,125 @@ def _mean_pooling(model: PreTrainedModel, pretrained: bool, dtype: torch.dtype) 
     if not pretrained:
         anatomy.mark_new_parameters(wrapped, (n for n, _ in wrapped.named_parameters()))
     return wrapped
+
+
+# --------------------------------------------------------------------------------------------------
+# Heads and frozen features
+
+
+def head_module(model: Any) -> Any:
+    """The final ``torch.nn.Linear`` of a sequence classifier (``classifier``, ``classifier.out_proj`` or ``score``).
+
+    Example:
+        >>> import transformers
+        >>> cfg = transformers.BertConfig(vocab_size=20, hidden_size=8, num_hidden_layers=1,
+        ...                               num_attention_heads=2, intermediate_size=8)
+        >>> head_module(transformers.BertForSequenceClassification(cfg)).out_features
+        2
+    """
+    for path in ("classifier", "classifier.out_proj", "score"):
+        module = model
+        for part in path.split("."):
+            module = getattr(module, part, None)
+        if isinstance(module, torch.nn.Linear):
+            return module
+    raise ValueError(f"{type(model).__name__} has no linear head named classifier, classifier.out_proj or score: "
+                     "pass a sequence-classification model.")
+
+
+def init_head_from_probe(model: Any, dataset: Any, *, tokenizer: Any = None, C: float = 1.0,
+                         batch_size: int = 64) -> float:
+    """Set the classifier head to a logistic regression fitted on the head's own (frozen) inputs.
+
+    The first half of *linear probing then fine-tuning* (LP-FT): fine-tuning then starts from a head
+    that already separates the classes, instead of a random one, so a few steps suffice and the
+    pretrained features are not distorted by the gradients of a random head. The head's inputs are
+    captured with a forward hook, so this works for any model whose last layer is a linear head.
+    Returns the probe's accuracy on ``dataset`` (a tokenised dataset with ``labels``).
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    from ftutils.batching import DynamicPaddingCollator
+
+    head = head_module(model)
+    pad = getattr(tokenizer, "pad_token_id", None)
+    if pad is None:
+        pad = getattr(getattr(model, "config", None), "pad_token_id", None) or 0
+    collate = DynamicPaddingCollator(pad)
+    keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in dataset.column_names]
+    device = next(model.parameters()).device
+    captured: list[torch.Tensor] = []
+    hook = head.register_forward_pre_hook(lambda module, args: captured.append(args[0].detach().float().cpu()))
+    was_training = model.training
+    model.eval()
+    try:  # in dataset order (trainer.predict may reorder batches by length), so rows match the labels
+        with torch.no_grad():
+            for start in range(0, len(dataset), batch_size):
+                rows = dataset[start:start + batch_size]
+                batch = collate([{k: rows[k][i] for k in keys} for i in range(len(rows[keys[0]]))])
+                model(**{k: v.to(device) for k, v in batch.items()})
+    finally:
+        hook.remove()
+        model.train(was_training)
+    x = torch.cat(captured).numpy()
+    if x.ndim == 3:  # decoders score every position; predict() pools the last token, so probe on that
+        raise ValueError("The head sees one vector per token; init_head_from_probe supports pooled heads only.")
+    y = np.asarray(dataset["labels"])
+    probe = LogisticRegression(C=C, max_iter=2000).fit(x, y)
+    coef, intercept = probe.coef_, probe.intercept_
+    if coef.shape[0] == 1:  # binary: p(1) = sigmoid(w·x + b) = softmax of (−w/2·x − b/2, w/2·x + b/2)
+        coef = np.concatenate([-coef / 2, coef / 2])
+        intercept = np.concatenate([-intercept / 2, intercept / 2])
+    if coef.shape[0] != head.out_features:
+        raise ValueError(f"The training labels hold {coef.shape[0]} classes but the head has {head.out_features} "
+                         "outputs: train on a subset that contains every class.")
+    with torch.no_grad():
+        head.weight.copy_(torch.as_tensor(coef, dtype=head.weight.dtype))
+        if head.bias is not None:
+            head.bias.copy_(torch.as_tensor(intercept, dtype=head.bias.dtype))
+    return float(probe.score(x, y))
+
+
+def mean_pooled_features(model: Any, tokenizer: Any, texts: Sequence[str], *, max_length: int,
+                         batch_size: int = 64) -> np.ndarray:
+    """Frozen sentence vectors: the mean of the last hidden states over non-padding tokens.
+
+    ``model`` is a base model (``models.load(name, "base")``) or any model whose output has
+    ``last_hidden_state`` or ``hidden_states``. Texts are sorted by length so batches carry little padding.
+
+    Example:
+        >>> import transformers, torch
+        >>> cfg = transformers.BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=1,
+        ...                               num_attention_heads=2, intermediate_size=8)
+        >>> class Tok:  # a stand-in tokenizer: one id per character
+        ...     def __call__(self, texts, **kw):
+        ...         n = max(len(t) for t in texts)
+        ...         ids = [[1 + ord(c) % 28 for c in t] + [0] * (n - len(t)) for t in texts]
+        ...         mask = [[1] * len(t) + [0] * (n - len(t)) for t in texts]
+        ...         return transformers.BatchEncoding({"input_ids": torch.tensor(ids), "attention_mask": torch.tensor(mask)})
+        >>> mean_pooled_features(transformers.BertModel(cfg), Tok(), ["ab", "abc"], max_length=8).shape
+        (2, 8)
+    """
+    texts = list(texts)
+    if not texts:
+        raise ValueError("texts is empty: expected at least one text to embed.")
+    model.eval()
+    device = next(model.parameters()).device
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    rows = []
+    with torch.inference_mode():
+        for start in range(0, len(texts), batch_size):
+            chunk = [texts[i] for i in order[start:start + batch_size]]
+            batch = tokenizer(chunk, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+            batch = {k: v.to(device) for k, v in batch.items() if k in ("input_ids", "attention_mask")}
+            out = model(**batch)
+            hidden = getattr(out, "last_hidden_state", None)
+            if hidden is None:  # a model with a task head: ask for the hidden states
+                hidden = model(**batch, output_hidden_states=True).hidden_states[-1]
+            rows.append(mean_pool(hidden, batch["attention_mask"]).float().cpu().numpy())
+    vectors = np.empty((len(texts), rows[0].shape[1]), dtype=np.float32)
+    vectors[order] = np.concatenate(rows)
+    return vectors
 
 
 # --------------------------------------------------------------------------------------------------

@@ -12,8 +12,9 @@ Training needs one label per sub-word token, evaluation one prediction per word:
 * :func:`tokenize_ner` tokenises a whole ``DatasetDict`` once, keeping each token's word index;
 * :func:`word_predictions` reads the model's prediction for each word off its first sub-word (words cut
   off by truncation are predicted ``O``, so they count against recall, as they should);
-* :class:`DictionaryTagger` is the cheap baseline: each training word's most frequent tag;
-* :func:`check_align_labels` auto-checks a reader's own alignment function (an exercise).
+* :class:`DictionaryTagger` is the cheap baseline: each training word's most frequent tag.
+
+The exercise's auto-check is :func:`ftutils.checks.check_align_labels`.
 
 Entity-level precision/recall/F1 per type is :func:`ftutils.metrics.span_f1`.
 
@@ -29,7 +30,7 @@ Example:
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -39,7 +40,6 @@ __all__ = [
     "tokenize_ner",
     "word_predictions",
     "DictionaryTagger",
-    "check_align_labels",
 ]
 
 IGNORE = -100
@@ -207,46 +207,3 @@ class DictionaryTagger:
 
     def predict(self, sentences: Sequence[Sequence[str]]) -> list[list[int]]:
         return [[self.table.get(w.casefold(), self.outside) for w in words] for words in sentences]
-
-
-def check_align_labels(fn: Callable[[Sequence[int | None], Sequence[int]], Any]) -> Any:
-    """Auto-check a reader's ``fn(word_ids, word_labels) -> labels`` against :func:`align_labels`.
-
-    The expected convention: first sub-word gets the word's tag, later sub-words and special tokens
-    ``-100``. Returns a :class:`ftutils.checks.Passed` message, or raises ``AssertionError`` with a hint.
-
-    Example:
-        >>> check_align_labels(align_labels)
-        Passed: your alignment matches on 4 hand-made sentences (special tokens, split words, truncation).
-    """
-    from ftutils.checks import Passed
-
-    cases = [
-        ([None, 0, 1, 1, 2, None], [1, 2, 0], "a word split into two sub-words"),
-        ([None, 0, 0, 0, None], [3], "one word split into three sub-words"),
-        ([None, 0, 1, 2, None], [0, 1, 0], "no split words"),
-        ([None, 0, 1, 1, None], [1, 2, 2, 0], "a sentence truncated after two words"),
-    ]
-    for word_ids, tags, what in cases:
-        expected = align_labels(word_ids, tags)
-        try:
-            got = fn(list(word_ids), list(tags))
-        except Exception as exc:  # noqa: BLE001 -- shown to the reader
-            raise AssertionError(f"Your function raised {type(exc).__name__}: {exc} on {what} "
-                                 f"(word_ids={word_ids}, tags={tags}). Hint: special tokens have word id None.") from None
-        got = [int(x) for x in got]
-        if len(got) != len(word_ids):
-            raise AssertionError(f"On {what} you returned {len(got)} labels for {len(word_ids)} tokens. "
-                                 "Hint: return one label per token, special tokens included.")
-        if got != expected:
-            hint = "give -100 to special tokens (word id None)."
-            if all(g == e for g, e, w in zip(got, expected, word_ids) if w is None):
-                subword = align_labels(word_ids, tags, label_all_subwords=True,
-                                       label_names=["O", "B-X", "I-X", "B-Y"])
-                hint = ("later sub-words of a word should get -100, not the word's tag." if got == subword
-                        or any(e == IGNORE and g != IGNORE for g, e in zip(got, expected))
-                        else "the first sub-word of each word gets that word's tag.")
-            raise AssertionError(f"On {what} (word_ids={word_ids}, tags={tags}) you returned {got}, "
-                                 f"expected {expected}. Hint: {hint}")
-    return Passed(f"Passed: your alignment matches on {len(cases)} hand-made sentences "
-                  "(special tokens, split words, truncation).")

@@ -1,4 +1,9 @@
-"""Figures for the book: learning curves from a :func:`ftutils.trainer.train` history.
+"""Figures for the book: one run's training curves, and a test metric against the training-set size.
+
+:func:`plot_learning_curves` draws a :func:`ftutils.trainer.train` history (loss and a validation
+metric against the optimizer step); :func:`plot_train_size_curve` draws a learning curve over
+training-set sizes (:func:`ftutils.evaluation.run_learning_curve`, summarised by
+:func:`ftutils.evaluation.curve_summary`).
 
 Every figure has a title, axis labels with units and a legend, and is returned (not shown), so a
 notebook cell ends with the figure and the build renders it.
@@ -20,7 +25,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
-__all__ = ["plot_learning_curves", "history_table"]
+__all__ = ["plot_learning_curves", "plot_train_size_curve", "history_table"]
 
 
 def _series(history: Sequence[Mapping[str, Any]], key: str, x: str) -> tuple[list[float], list[float]]:
@@ -93,6 +98,46 @@ def plot_learning_curves(
         ax.legend()
         ax.grid(alpha=0.3)
     fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_train_size_curve(summary: Any, *, metric_label: str = "test accuracy (fraction)",
+                          title: str = "Learning curve", labels: Mapping[str, str] | None = None,
+                          chance: float | None = None) -> Figure:
+    """Mean ± one std (error bars over seeds) of each method against the training-set size, log x-axis.
+
+    ``summary`` is :func:`ftutils.evaluation.curve_summary`'s table (a test metric per method and
+    training-set size, from :func:`ftutils.evaluation.run_learning_curve`); not to be confused with
+    :func:`plot_learning_curves`, which draws one run's loss against its optimizer steps. ``labels``
+    maps method names to legend entries; ``chance`` draws a dashed line (e.g. the majority-class
+    accuracy). Returns the figure.
+
+    Example:
+        >>> import pandas as pd
+        >>> from ftutils.evaluation import curve_summary
+        >>> runs = pd.DataFrame({"method": ["a"] * 4, "n": [10, 10, 40, 40], "seed": [0, 1] * 2,
+        ...                      "accuracy": [0.6, 0.7, 0.8, 0.8]})
+        >>> fig = plot_train_size_curve(curve_summary(runs), chance=0.5)
+        >>> fig.axes[0].get_xlabel(), [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+        ('labelled training examples (log scale)', ['majority class', 'a (2 seeds)'])
+    """
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for name in dict.fromkeys(summary.index.get_level_values("method")):
+        rows = summary.loc[name].sort_index()
+        n_seeds = int(rows["n"].min())
+        ax.errorbar(rows.index, rows["mean"], yerr=rows["std"].fillna(0), marker="o", capsize=3,
+                    label=f"{(labels or {}).get(name, name)} ({n_seeds} seeds)")
+    if chance is not None:
+        ax.axhline(chance, color="grey", linestyle="--", linewidth=1, label="majority class")
+    ax.set_xscale("log")
+    sizes = sorted(set(summary.index.get_level_values("n")))
+    ax.set_xticks(sizes, [f"{n:,}" for n in sizes])
+    ax.set_xlabel("labelled training examples (log scale)")
+    ax.set_ylabel(metric_label)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
 

@@ -14,7 +14,7 @@ journal file: a killed search resumes where it stopped, and several processes
 file) add trials to the same study in parallel.
 
 :func:`train_classifier` is the book's objective: fine-tune an encoder on a text-classification set
-with :func:`ftutils.trainer.train` and return the validation metrics; :func:`cached_objective` wraps
+with :func:`ftutils.recipes.fine_tune` and return the validation metrics; :func:`cached_objective` wraps
 it in the on-disk result cache of :mod:`ftutils.experiments`, so a rerun of a chapter trains nothing.
 
 Example:
@@ -29,7 +29,6 @@ Example:
 from __future__ import annotations
 
 import functools
-import itertools
 import json
 import os
 import subprocess
@@ -49,10 +48,10 @@ __all__ = [
     "run_search",
     "trials_frame",
     "launch_workers",
+    "TUNABLE",
     "train_classifier",
     "cached_objective",
     "best_so_far",
-    "check_best_so_far",
     "quadratic_objective",
 ]
 
@@ -226,32 +225,6 @@ def best_so_far(values: Sequence[float], *, maximize: bool = True) -> list[float
     return out
 
 
-def check_best_so_far(fn: Callable[[Sequence[float]], Sequence[float]]) -> Any:
-    """Auto-check for the chapter's exercise: ``fn(values)`` must return the running maximum.
-
-    Example:
-        >>> check_best_so_far(lambda v: list(np.maximum.accumulate(v)))
-        Passed: best_so_far returns the running maximum on 4 test cases.
-    """
-    from ftutils.checks import _fail, _passed
-
-    cases = [[0.5], [0.5, 0.7, 0.6, 0.8], [0.9, 0.1, 0.2], [0.1, 0.1, 0.3, 0.2, 0.3]]
-    for values in cases:
-        try:
-            got = [float(x) for x in fn(list(values))]
-        except Exception as exc:  # noqa: BLE001 - report any failure of the reader's code
-            raise _fail(f"fn({values}) raised {type(exc).__name__}: {exc}.", "return a list of floats.") from exc
-        want = best_so_far(values)
-        if len(got) != len(want):
-            raise _fail(f"fn({values}) returned {len(got)} values, expected {len(want)}.",
-                        "return one value per trial, the best seen up to and including it.")
-        if not np.allclose(got, want):
-            hint = ("that is the running mean or the last value, not the best so far" if got[-1] != max(values)
-                    else "each entry is the maximum of the values up to that trial")
-            raise _fail(f"fn({values}) returned {got}, expected {want}.", hint + ".")
-    return _passed(f"best_so_far returns the running maximum on {len(cases)} test cases.")
-
-
 # ---------------------------------------------------------------------------------------------------
 # The book's objective: fine-tune an encoder classifier and return validation metrics
 
@@ -280,9 +253,7 @@ def train_classifier(params: Mapping[str, Any], spec: Mapping[str, Any]) -> dict
     :data:`TUNABLE`, plus ``l2sp`` (L2-SP strength λ, 0 = off). Returns ``accuracy``, ``loss``,
     ``steps``, ``train_seconds`` and the training ``history``.
     """
-    import transformers
-
-    from ftutils import models, regularizers, trainer
+    from ftutils import models, recipes, regularizers, trainer
 
     unknown = sorted(set(params) - set(TUNABLE) - {"l2sp"})
     if unknown:
@@ -301,12 +272,15 @@ def train_classifier(params: Mapping[str, Any], spec: Mapping[str, Any]) -> dict
     fields.setdefault("progress", False)
     fields.setdefault("eval_strategy", "no")
     config = trainer.TrainingConfig(**fields)
-    transformers.set_seed(config.seed)
-    model, _ = models.load(spec["model"], "sequence-classification", labels=labels,
-                           pooling=spec.get("pooling", "model"), seed=config.seed)
-    reg = regularizers.make_regularizer("l2sp", model, l2sp) if l2sp > 0 else None
-    result = trainer.train(model, tokenized["train"], tokenized["validation"], config=config,
-                           tokenizer=tokenizer, regularizer=reg)
+
+    def make_model(seed: int) -> Any:
+        return models.load(spec["model"], "sequence-classification", labels=labels,
+                           pooling=spec.get("pooling", "model"), seed=seed)[0]
+
+    result = recipes.fine_tune(
+        make_model, tokenized["train"], tokenized["validation"], config=config, tokenizer=tokenizer,
+        regularizer=(lambda model: regularizers.make_regularizer("l2sp", model, l2sp)) if l2sp > 0 else None,
+    ).result
     return {"accuracy": result.final_metrics["eval_accuracy"], "loss": result.final_metrics["eval_loss"],
             "steps": result.global_step, "train_seconds": result.train_runtime_s, "history": result.history}
 
