@@ -40,13 +40,10 @@ from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 from sklearn.manifold import TSNE
 
-from ftutils import chapter, data, evaluation, models
+from ftutils import chapter, data, models
 
-# The fine-tuning demo takes only ~30 optimizer steps on cpu-tiny; at the config's learning rate
-# (5e-5, batch 32) it measured barely above the majority class, at 1e-4 with batch 16 near the probe.
-CHAPTER_SIZES = {"cpu-tiny": dict(batch_size=16, learning_rate=1e-4)}
 chapter.check("FINETUNE_EPOCHS", FINETUNE_EPOCHS, kind=int, minimum=1)
-cfg = chapter.start(CONFIG, SEED, CHAPTER_SIZES, epochs=FINETUNE_EPOCHS)
+cfg = chapter.start(CONFIG, SEED, chapter="02", epochs=FINETUNE_EPOCHS)  # sizes: ftutils.config.CHAPTERS
 chapter.check("PROJECTION", PROJECTION, choices=("pca", "tsne"))
 chapter.check("FINETUNE_EXAMPLES", FINETUNE_EXAMPLES, kind=int, minimum=1, allow_none=True)
 device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -198,8 +195,7 @@ assert light_similarity < 0.95, light_similarity
 # *rotten* (negative)? `ftutils.data.load` returns seeded, de-duplicated splits.
 
 # %% tags=["nbval-check-output"]
-reviews = data.load("rotten_tomatoes", n_train=cfg.n_train, n_validation=cfg.n_eval, n_test=cfg.n_eval,
-                    seed=cfg.seed)
+reviews = data.load_for("rotten_tomatoes", cfg)
 label_names = reviews["train"].features["label"].names
 print(data.describe(reviews))
 
@@ -216,7 +212,7 @@ print(data.describe(reviews))
 # %%
 def embed(model: torch.nn.Module, tokenizer, texts: list[str]) -> np.ndarray:
     """Mean-pooled last-layer vectors, one row per text: the average of the token vectors, padding excluded."""
-    return evaluation.mean_pooled_features(model, tokenizer, texts, max_length=cfg.max_length)
+    return models.mean_pooled_features(model, tokenizer, texts, max_length=cfg.max_length)
 
 
 def probe_accuracy(train_x: np.ndarray, test_x: np.ndarray) -> float:

@@ -42,15 +42,8 @@ import torch
 
 from ftutils import batching, chapter, checks, data, experiments, models, regularizers, trainer
 
-# A short run per setting: the grid below trains (forms x λ + 1) x seeds models, and the whole chapter
-# must fit in a few minutes on two CPU cores. Small batches and a larger learning rate give 48 steps
-# per run, enough to lift MiniLM clearly above the majority class (16 steps of batch 16 at 1e-4 did not,
-# in our measurements); the gpu configuration keeps its full data, epochs and learning rate.
-SHORT_RUN = {
-    "cpu-tiny": dict(n_train=384, n_eval=256, max_length=32, epochs=1, batch_size=8, learning_rate=2e-4),
-    "gpu": {},
-}
-cfg = chapter.start(CONFIG, SEED, SHORT_RUN, extra={"warmup": 0.1, "head_lr_multiplier": 10.0})
+# A short run per setting on cpu-tiny (48 steps), with warm-up and a faster head: ftutils.config.CHAPTERS["03"].
+cfg = chapter.start(CONFIG, SEED, chapter="03")
 N_SEEDS = chapter.check("N_SEEDS", cfg.n_seeds if N_SEEDS is None else N_SEEDS, kind=int, minimum=1)
 SEEDS = cfg.seeds(N_SEEDS)  # training seeds of every setting: a block of its own for each SEED
 chapter.check("LAMBDAS", LAMBDAS, items=float, minimum=0)
@@ -223,8 +216,7 @@ def add_l2sp_gradient(params: dict[str, torch.Tensor], anchor: dict[str, torch.T
 # penalty against what the library's `before_step()` adds to `.grad`.
 
 # %% tags=["nbval-check-output"]
-reviews = data.load("rotten_tomatoes", n_train=cfg.n_train, n_validation=cfg.n_eval, n_test=cfg.n_eval,
-                    seed=cfg.seed)
+reviews = data.load_for("rotten_tomatoes", cfg)
 label_names = reviews["train"].features["label"].names
 model, tokenizer = models.load(cfg.encoder, "sequence-classification", labels=label_names)
 new_parameters = models.new_parameter_names(model)
@@ -277,8 +269,8 @@ del model, params, ours_grad, anchor, library
 tokenized = batching.tokenize_classification(reviews, tokenizer, cfg.max_length)
 print(data.describe(reviews))
 print(f"tokenised to at most {cfg.max_length} tokens; training: {cfg.epochs} epoch(s) of batches of "
-      f"{cfg.batch_size}, lr {cfg.learning_rate:g} (head x{cfg.extra['head_lr_multiplier']:g}), "
-      f"warm-up {cfg.extra['warmup']:.0%}")
+      f"{cfg.batch_size}, lr {cfg.learning_rate:g} (head x{cfg.head_lr_multiplier:g}), "
+      f"warm-up {cfg.warmup:.0%}")
 
 
 # %%
@@ -286,9 +278,7 @@ def train_once(settings: dict, seed: int) -> dict:
     """Fine-tune a fresh model with one regulariser; return accuracy, distance per layer and history."""
     model, _ = models.load(cfg.encoder, "sequence-classification", labels=label_names, seed=seed)
     reg = regularizers.make_regularizer(settings["kind"], model, settings["strength"])
-    run = trainer.TrainingConfig.from_book_config(
-        cfg, seed=seed, warmup=cfg.extra["warmup"], head_lr_multiplier=cfg.extra["head_lr_multiplier"],
-        eval_strategy="no", progress=False)
+    run = trainer.TrainingConfig.from_book_config(cfg, seed=seed, eval_strategy="no", progress=False)
     result = trainer.train(model, tokenized["train"], tokenized["validation"], config=run,
                            tokenizer=tokenizer, regularizer=reg)
     by_layer = reg.distance_by_layer()
@@ -532,7 +522,7 @@ reproduce
 # Seeds are paired: runs with the same seed share the head's initialisation and the batch order. Write
 # your own `summarize(df, by, metric)` returning, for every value of `by`, the mean, the *sample*
 # standard deviation and the number of runs of `metric`, and check it with
-# `ftutils.experiments.check_summarize(summarize)`. Then use `experiments.paired_difference` to decide
+# `ftutils.checks.check_summarize(summarize)`. Then use `experiments.paired_difference` to decide
 # whether the best λ beats λ = 0 on every seed.
 # :::
 #
@@ -543,7 +533,7 @@ reproduce
 # def summarize(df, by, metric):
 #     return {g: (v.mean(), v.std(ddof=1), len(v)) for g, v in df.groupby(by)[metric]}
 #
-# print(experiments.check_summarize(summarize))
+# print(checks.check_summarize(summarize))
 # l2sp = with_baseline(runs).query("kind == 'l2sp'")
 # print(experiments.paired_difference(l2sp, "strength", best_l2sp_lambda, 0.0, "accuracy"))
 # ```
@@ -557,8 +547,9 @@ reproduce
 # :label: ex-l2sp-3
 #
 # The Bayesian reading says $\lambda \propto 1/N$. Rerun the chapter with `n_train` doubled (edit
-# `SHORT_RUN`) and `LAMBDAS = [0.0, 0.5, 50.0, 5000.0]`. Does the best λ for the penalty form move the way
-# the prior predicts? How many seeds would you need before trusting the answer?
+# `CHAPTERS["03"]` in `ftutils/config.py`) and `LAMBDAS = [0.0, 0.5, 50.0, 5000.0]`. Does the best λ
+# for the penalty form move the way the prior predicts? How many seeds would you need before trusting
+# the answer?
 # :::
 #
 # :::{solution} ex-l2sp-3

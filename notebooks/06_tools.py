@@ -52,21 +52,14 @@ import numpy as np
 import pandas as pd
 import transformers
 
-from ftutils import batching, chapter, data, metrics, models, plotting, regularizers, search, trainer
+from ftutils import batching, chapter, checks, data, metrics, models, plotting, regularizers, search, trainer
 from ftutils import lightning as ftl
 from ftutils.hf import RegularizedTrainer
 
-# Some 40 short trainings run in this chapter: on cpu-tiny each sees 128 articles, cut to their first 32
-# tokens, for one epoch (8 steps of 16) and is scored on all 198 validation articles, which keeps the
-# chapter within minutes; on gpu each uses every example.
-CHAPTER_SIZES = {
-    "cpu-tiny": dict(n_train=128, n_eval=None, max_length=32, batch_size=16, learning_rate=3e-4, epochs=1),
-    "gpu": dict(epochs=2),
-}
-SWEEP_LEARNING_RATE = 3e-4  # the sweeps' base learning rate; the searches below show it is a good one
-TRIALS = {"cpu-tiny": 6, "gpu": 12}
-cfg = chapter.start(CONFIG, SEED, CHAPTER_SIZES)
-N_TRIALS = chapter.check("N_TRIALS", TRIALS[cfg.name] if N_TRIALS is None else N_TRIALS, kind=int, minimum=4)
+# Some 40 short trainings, each of 8 steps on cpu-tiny; sizes, sweep rate, trials: ftutils.config.CHAPTERS["06"].
+chapter.check("N_TRIALS", N_TRIALS, kind=int, minimum=4, allow_none=True)
+cfg = chapter.start(CONFIG, SEED, chapter="06", **chapter.given(n_trials=N_TRIALS))
+N_TRIALS = cfg.chapter.n_trials
 chapter.check("N_WORKERS", N_WORKERS, kind=int, minimum=1, maximum=N_TRIALS - 1)
 chapter.check("L2SP_STRENGTH", L2SP_STRENGTH, kind=float, minimum=0)
 pd.set_option("display.max_colwidth", 100)  # the tables' text columns are sentences
@@ -75,7 +68,7 @@ print(f"config {cfg.name}: {cfg.encoder}, {cfg.n_train or 'all'} training articl
       f"{cfg.epochs} epoch(s), batch {cfg.batch_size}, lr {cfg.learning_rate:g}, {N_TRIALS} trials per search")
 
 # %% tags=["nbval-check-output"]
-topics = data.load("bbc_news", n_train=cfg.n_train, n_validation=cfg.n_eval, n_test=cfg.n_eval, seed=cfg.seed)
+topics = data.load_for("bbc_news", cfg)
 label_names = topics["train"].features["label"].names
 print(data.describe(topics))
 
@@ -84,7 +77,7 @@ _, tokenizer = models.load(cfg.encoder, "sequence-classification", labels=label_
 tokenized = batching.tokenize_classification(topics, tokenizer, cfg.max_length)
 steps_per_epoch = -(-len(tokenized["train"]) // cfg.batch_size)
 total_steps = cfg.epochs * steps_per_epoch
-warmup_steps = max(1, round(0.1 * total_steps))
+warmup_steps = max(1, round(cfg.warmup * total_steps))
 print(f"{total_steps} optimizer steps per run, {warmup_steps} of them warmup")
 
 # %% [markdown]
@@ -202,7 +195,8 @@ SEEDS = cfg.seeds(3)
 topic_spec = dict(model=cfg.encoder, dataset="bbc_news", n_train=cfg.n_train, n_eval=cfg.n_eval,
                   max_length=cfg.max_length, seed=cfg.seed, epochs=cfg.epochs, mixed_precision=cfg.mixed_precision,
                   l2sp=L2SP_STRENGTH, pooling="mean")
-BASE = {"learning_rate": SWEEP_LEARNING_RATE, "batch_size": cfg.batch_size, "warmup": 0.1, "lr_scheduler": "linear"}
+BASE = {"learning_rate": cfg.chapter.sweep_learning_rate, "batch_size": cfg.batch_size, "warmup": cfg.warmup,
+        "lr_scheduler": "linear"}
 objective = search.cached_objective(topic_spec, base=BASE, config=cfg.name, experiment="ch06")
 DEFAULTS = trainer.TrainingConfig()
 
@@ -759,7 +753,7 @@ recipe
 #
 # Write `best_so_far(values)`, which returns, for each trial, the best validation accuracy among the
 # trials up to and including it (the curves of the search plot). Check it with
-# `search.check_best_so_far(best_so_far)` and compare with `searches["random"]["best_so_far"]`.
+# `checks.check_best_so_far(best_so_far)` and compare with `searches["random"]["best_so_far"]`.
 # :::
 #
 # :::{solution} ex-tools-1
@@ -773,7 +767,7 @@ recipe
 #         out.append(best)
 #     return out
 #
-# search.check_best_so_far(best_so_far)
+# checks.check_best_so_far(best_so_far)
 # assert best_so_far(searches["random"]["value"]) == searches["random"]["best_so_far"].tolist()
 # ```
 # `np.maximum.accumulate(values)` does the same in one call.

@@ -46,32 +46,19 @@ import transformers
 from sklearn.linear_model import LogisticRegression
 
 from ftutils import (baselines, batching, chapter, checks, data, evaluation, generation, lora, metrics, models,
-                     trainer)
+                     plotting, trainer)
 
-# The learning curve trains 2 x sizes x seeds models. On cpu-tiny that has to fit in a few minutes on two
-# CPU cores: short reviews (32 tokens), three small sizes drawn from a pool of 720, one epoch per run,
-# 200 test reviews. The gpu
-# configuration keeps its own lengths and epochs (at least `min_steps` steps), every review, larger sizes.
-CHAPTER_SIZES = {
-    "cpu-tiny": dict(n_train=720, n_eval=200, max_length=32, batch_size=16, learning_rate=2e-5, epochs=1,
-                     extra={"sizes": [40, 120, 360], "min_steps": 0, "n_validation": 200, "mi_members": 50,
-                            "choice_train": 120, "choice_test": None, "spam_train": 1500,
-                            "translation_train": 96, "translation_test": 24, "translation_max_length": 40,
-                            "translation_epochs": 2, "new_tokens": 16}),
-    "gpu": dict(extra={"sizes": [50, 200, 800, 2000, 8000], "min_steps": 50, "n_validation": 500,
-                       "mi_members": 500, "choice_train": 800, "choice_test": None, "spam_train": None,
-                       "translation_train": None, "translation_test": None, "translation_max_length": 64,
-                       "translation_epochs": 3, "new_tokens": 48}),
-}
+# The learning curve trains 2 x sizes x seeds models; on cpu-tiny they fit in a few minutes on two CPU cores
+# (short reviews, small sizes, one epoch). The sizes of each configuration: ftutils.config.CHAPTERS["07"].
 chapter.check("SIZES", SIZES, items=int, minimum=16, allow_none=True)
 for name, value, least in (("N_SEEDS", N_SEEDS, 2), ("VARIANCE_SEEDS", VARIANCE_SEEDS, 2), ("N_BOOTSTRAP", N_BOOTSTRAP, 100)):
     chapter.check(name, value, kind=int, minimum=least, allow_none=name == "N_SEEDS")
-cfg = chapter.start(CONFIG, SEED, CHAPTER_SIZES)
-SIZES = sorted(set(cfg.extra["sizes"] if SIZES is None else SIZES))
+cfg = chapter.start(CONFIG, SEED, chapter="07", **chapter.given(sizes=SIZES))
+SIZES = sorted(set(cfg.chapter.sizes))
 N_SEEDS = cfg.n_seeds if N_SEEDS is None else N_SEEDS
 SEEDS = cfg.seeds(N_SEEDS)  # training seeds of the learning curve: a block of its own for each SEED
 if cfg.n_train is not None and SIZES[-1] > cfg.n_train:  # a larger size than the config's pool: grow the pool
-    cfg = chapter.start(CONFIG, SEED, CHAPTER_SIZES, n_train=SIZES[-1])
+    cfg = chapter.start(CONFIG, SEED, chapter="07", **chapter.given(sizes=SIZES), n_train=SIZES[-1])
 device = "cuda" if torch.cuda.is_available() else "cpu"
 print(f"config {cfg.name}: {cfg.encoder}, sizes {SIZES}, {N_SEEDS} seeds, max {cfg.max_length} tokens, "
       f"lr {cfg.learning_rate:g}, batch {cfg.batch_size}, device {device}")
@@ -94,7 +81,7 @@ print(f"config {cfg.name}: {cfg.encoder}, sizes {SIZES}, {N_SEEDS} seeds, max {c
 # that lets everything through is right on most messages.
 
 # %% tags=["nbval-check-output"]
-spam = data.load("spam_assassin", n_train=cfg.extra["spam_train"], seed=cfg.seed)
+spam = data.load("spam_assassin", n_train=cfg.chapter.spam_train, seed=cfg.seed)
 spam_test_y = np.array(spam["test"]["label"])
 spam_majority = np.full_like(spam_test_y, np.bincount(spam["train"]["label"]).argmax())
 spam_tfidf = baselines.tfidf_logreg(spam["train"], spam["test"])
@@ -148,7 +135,7 @@ assert lazy["accuracy"] > 0.85 and lazy["f1"] == 0.0, lazy
 #    recipe, optimiser, learning rate, batch size and number of steps (`evaluation.epochs_for` gives
 #    small training sets enough epochs to make a minimum number of steps, where the config asks for one).
 # 3. **Tuned baselines.** The cheap baselines get their regularisation strength `C` chosen on a fixed
-#    validation split (`evaluation.fit_tuned_logreg`). The neural runs are *not* tuned per size (that
+#    validation split (`baselines.fit_tuned_logreg`). The neural runs are *not* tuned per size (that
 #    would multiply the cost); this favours the baselines, so a lead of the pretrained model is, if
 #    anything, understated.
 # 4. **Several seeds.** Each point repeats over seeds; the seed picks the training subset, the head's
@@ -157,8 +144,7 @@ assert lazy["accuracy"] > 0.85 and lazy["f1"] == 0.0, lazy
 # The data: the same Rotten Tomatoes review snippets as chapters 2 to 4, tokenised once.
 
 # %% tags=["nbval-check-output"]
-reviews = data.load("rotten_tomatoes", n_train=cfg.n_train, n_validation=cfg.extra["n_validation"],
-                    n_test=cfg.n_eval, seed=cfg.seed)
+reviews = data.load_for("rotten_tomatoes", cfg, n_validation=cfg.chapter.n_validation)
 label_names = reviews["train"].features["label"].names
 train_y, val_y, test_y = (np.array(reviews[s]["label"]) for s in ("train", "validation", "test"))
 print(data.describe(reviews))
@@ -178,7 +164,7 @@ print(f"majority-class test accuracy {majority_accuracy:.3f}")
 #   carries little), every weight trained. A short run from a random head barely moves a pretrained
 #   classifier, so we use *linear probing then fine-tuning* (LP-FT, {cite}`kumar2022finetuning`): the
 #   head starts as a logistic regression fitted on the training examples' frozen features
-#   (`evaluation.init_head_from_probe`), then every weight trains;
+#   (`models.init_head_from_probe`), then every weight trains;
 # * **random init**: the same architecture with random weights, trained with the same recipe (LP-FT);
 # * **linear probe**: logistic regression on MiniLM's frozen mean-pooled vectors (chapter 2's feature
 #   extraction); the reviews are embedded once and reused for every size and seed;
@@ -192,11 +178,11 @@ def make_classifier(pretrained: bool, seed: int):
     return model.to(device)
 
 
-train_config = trainer.TrainingConfig.from_book_config(cfg, eval_strategy="no", progress=False, warmup=0.1)
+train_config = trainer.TrainingConfig.from_book_config(cfg, eval_strategy="no", progress=False)
 started = time.perf_counter()
 encoder, encoder_tokenizer = models.load(cfg.encoder, "base")
 encoder.to(device)
-features = {s: evaluation.mean_pooled_features(encoder, encoder_tokenizer, reviews[s]["text"], max_length=cfg.max_length)
+features = {s: models.mean_pooled_features(encoder, encoder_tokenizer, reviews[s]["text"], max_length=cfg.max_length)
             for s in ("train", "validation", "test")}
 embed_seconds = time.perf_counter() - started
 n_embedded = sum(len(v) for v in features.values())
@@ -204,11 +190,11 @@ print(f"embedded {n_embedded:,} reviews with the frozen encoder in {embed_second
 
 methods = {
     "fine-tuned": evaluation.finetune_method(make_classifier, tokenized["train"], tokenized["test"], config=train_config,
-                                             pretrained=True, min_steps=cfg.extra["min_steps"], tokenizer=tokenizer,
-                                             probe_init=True, n_members=cfg.extra["mi_members"]),
+                                             pretrained=True, min_steps=cfg.chapter.min_steps, tokenizer=tokenizer,
+                                             probe_init=True, n_members=cfg.chapter.mi_members),
     "random init": evaluation.finetune_method(make_classifier, tokenized["train"], tokenized["test"], config=train_config,
-                                              pretrained=False, min_steps=cfg.extra["min_steps"], tokenizer=tokenizer,
-                                              probe_init=True, n_members=cfg.extra["mi_members"]),
+                                              pretrained=False, min_steps=cfg.chapter.min_steps, tokenizer=tokenizer,
+                                              probe_init=True, n_members=cfg.chapter.mi_members),
     "linear probe": evaluation.probe_method(features["train"], train_y, features["validation"], val_y,
                                             features["test"], test_y),
     "TF-IDF": evaluation.tfidf_method(reviews["train"]["text"], train_y, reviews["validation"]["text"], val_y,
@@ -346,7 +332,7 @@ curve_table
 # reviews, log scale, error bars one standard deviation over seeds; the dashed line is the majority class.
 
 # %%
-fig = evaluation.plot_learning_curve(summary, title="Test accuracy against labelled training examples (Rotten Tomatoes)",
+fig = plotting.plot_train_size_curve(summary, title="Test accuracy against labelled training examples (Rotten Tomatoes)",
                                      chance=majority_accuracy)
 plt.show()
 
@@ -395,9 +381,9 @@ assert min(small["fine-tuned"], small["linear probe"]) > max(small["TF-IDF"], sm
 # training and test reviews, and we time the forward pass per review.
 
 # %%
-choice_idx = evaluation.stratified_subset(train_y, cfg.extra["choice_train"], seed=cfg.seed)
-n_choice_test = cfg.extra["choice_test"] or len(test_y)
-choice_texts = [reviews["train"]["text"][i] for i in choice_idx] + reviews["test"]["text"][:n_choice_test]
+choice_idx = evaluation.stratified_subset(train_y, cfg.chapter.choice_train, seed=cfg.seed)
+n_choice_test = cfg.chapter.choice_test or len(test_y)
+choice_texts = list(reviews["train"].select(choice_idx)["text"]) + reviews["test"]["text"][:n_choice_test]
 choice_y = np.concatenate([train_y[choice_idx], test_y[:n_choice_test]])
 candidates = {"MiniLM (pretrained)": (cfg.encoder, True), "MiniLM (random init)": (cfg.encoder, False),
               "SmolLM2-135M (pretrained)": (cfg.decoder, True)}
@@ -407,7 +393,7 @@ for name, (model_name, pretrained) in candidates.items():
     model.to(device)
     vectors = []
     per_review = evaluation.seconds_per_example(
-        lambda: vectors.append(evaluation.mean_pooled_features(model, tok, choice_texts, max_length=cfg.max_length)),
+        lambda: vectors.append(models.mean_pooled_features(model, tok, choice_texts, max_length=cfg.max_length)),
         len(choice_texts))
     x = vectors[0]
     k = len(choice_idx)
@@ -476,8 +462,8 @@ assert mini["probe test accuracy"] > rand["probe test accuracy"] + 0.03, choice
 # (a from-scratch model gets no adapters: it has nothing to adapt).
 
 # %%
-pairs = data.load("django_po", n_train=cfg.extra["translation_train"], n_validation=8,
-                  n_test=cfg.extra["translation_test"], seed=cfg.seed)
+pairs = data.load("django_po", n_train=cfg.chapter.translation_train, n_validation=8,
+                  n_test=cfg.chapter.translation_test, seed=cfg.seed)
 sources, references = list(pairs["test"]["source"]), list(pairs["test"]["target"])
 try:
     models.load(cfg.encoder, "causal-lm")
@@ -492,15 +478,15 @@ def chrf(predictions, refs) -> float:
 def translate_and_time(model, tokenizer):
     """Greedy translations of the test sources, and the seconds each took on average."""
     started = time.perf_counter()
-    out = generation.translate(model.to(device), tokenizer, sources, max_new_tokens=cfg.extra["new_tokens"])
+    out = generation.translate(model.to(device), tokenizer, sources, max_new_tokens=cfg.chapter.new_tokens)
     return out, (time.perf_counter() - started) / len(sources)
 
 
 def train_translator(model, tokenizer, learning_rate):
     features = generation.causal_lm_features(list(pairs["train"]["source"]), list(pairs["train"]["target"]),
-                                             tokenizer, cfg.extra["translation_max_length"])
+                                             tokenizer, cfg.chapter.translation_max_length)
     return trainer.train(model, features, tokenizer=tokenizer, config=trainer.TrainingConfig.from_book_config(
-        cfg, batch_size=8, learning_rate=learning_rate, epochs=cfg.extra["translation_epochs"], warmup=0.1,
+        cfg, batch_size=8, learning_rate=learning_rate, epochs=cfg.chapter.translation_epochs,
         eval_strategy="no", progress=False))
 
 
@@ -535,7 +521,7 @@ generation_choice["ms per string"] *= 1000
 generation_choice["chrF"] = [chrf(t, references) for t in translations.values()]
 generation_choice.index = list(translations)
 print(f"{len(pairs['train'])} training pairs, {len(sources)} test strings, greedy decoding of up to "
-      f"{cfg.extra['new_tokens']} tokens, device {device}; SmolLM2 has {n_decoder / 1e6:.1f}M parameters")
+      f"{cfg.chapter.new_tokens} tokens, device {device}; SmolLM2 has {n_decoder / 1e6:.1f}M parameters")
 generation_choice.round(2)
 
 # %%

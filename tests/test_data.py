@@ -159,7 +159,7 @@ def test_build_is_cached_atomically(tmp_path, monkeypatch):
     monkeypatch.setattr(data.assets, "path", lambda key: source)
     built = data.load("wnut16")
     folders = [p.name for p in (tmp_path / "datasets").iterdir()]
-    assert folders == [f"wnut16-cfccc4f7b417-v{data.LOADER_VERSION}"]  # no staging folder left
+    assert folders == [data._cache_folder(data.DATASETS["wnut16"], dict(data.DATASETS["wnut16"].options)).name]  # no staging folder left
     monkeypatch.setitem(data._BUILDERS, "wnut16", lambda *a, **k: pytest.fail("rebuilt a cached dataset"))
     again = data.load("wnut16")
     assert again["test"]["tokens"] == built["test"]["tokens"]
@@ -341,3 +341,14 @@ def test_cached_registry_dataset_carries_a_fingerprint_checked_on_load():
     files = json.loads((folder / data._FINGERPRINT).read_text())["files"]
     assert any(name.endswith(".arrow") for name in files) and "dataset_dict.json" in files
     assert all(len(entry["sha256"]) == 64 for entry in files.values())
+
+
+def test_cached_datasets_are_kept_apart_per_datasets_release(monkeypatch):
+    # datasets 3.x cannot read the features a 4.x+ release saved: one cache shared by two runtimes
+    # (Colab and a laptop, say) must not hand one the other's folder.
+    spec = data.DATASETS["wnut16"]
+    now = data._cache_folder(spec, dict(spec.options))
+    assert now.name.endswith("-datasets" + ".".join(data.datasets.__version__.split(".")[:2]))
+    monkeypatch.setattr(data.datasets, "__version__", "99.1.0")
+    older = data._cache_folder(spec, dict(spec.options))
+    assert older != now and older.name.endswith("-datasets99.1")

@@ -1,22 +1,24 @@
 """What every chapter does before its first real cell, in one call: :func:`start`.
 
-``start(CONFIG, SEED, sizes)``
+``cfg = start(CONFIG, SEED, chapter="05")``
 
 1. switches the default ``cpu-tiny`` to ``gpu`` on a Colab GPU runtime (:func:`ftutils.colab.auto_config`);
-2. builds the configuration with the chapter's own sizes for it and the seed
-   (:func:`ftutils.config.get_config`; a bad value fails here, naming the allowed ones);
+2. builds the chapter's configuration for it (:data:`ftutils.config.CHAPTERS`: its sizes, training
+   values and, as ``cfg.chapter``, its own typed values) with the reader's knobs and the seed
+   (:func:`ftutils.config.get_config`; a bad value fails here, naming the field and the allowed values);
 3. makes ``SEED`` the run's seed (:mod:`ftutils.seeding`): every random draw in :mod:`ftutils` that is
    not given a seed (new heads, models from scratch) derives its own from it, and the global
    generators start from it too;
 4. silences progress bars and the library messages that would clutter a printed page.
 
 :func:`check` validates one parameters-cell value with a message naming the parameter and what is
-allowed, so chapters do not write that test by hand.
+allowed, so chapters do not write that test by hand; :func:`given` drops the knobs a reader left at
+``None`` (the chapter's value).
 
 Example:
-    >>> cfg = start("cpu-tiny", 1, sizes={"cpu-tiny": {"epochs": 1}})
-    >>> cfg.name, cfg.seed, cfg.epochs
-    ('cpu-tiny', 1, 1)
+    >>> cfg = start("cpu-tiny", 1, chapter="05", **given(epochs=1, topic_max_length=None))
+    >>> cfg.name, cfg.seed, cfg.epochs, cfg.chapter.topic_max_length
+    ('cpu-tiny', 1, 1, 48)
     >>> check("N_SEEDS", 0, kind=int, minimum=1)
     Traceback (most recent call last):
     ...
@@ -42,28 +44,44 @@ _NOISE = (
 )
 
 
-def start(config_name: str, seed: int, sizes: Mapping[str, Mapping[str, Any]] | None = None,
-          **overrides: Any) -> config.BookConfig:
+def start(config_name: str, seed: int, sizes: Mapping[str, Mapping[str, Any]] | None = None, *,
+          chapter: str | None = None, **overrides: Any) -> config.BookConfig:
     """Start a chapter: the configuration it runs, seeded with ``seed``, libraries quiet.
 
     Args:
         config_name: the parameters cell's ``CONFIG`` (``"cpu-tiny"`` or ``"gpu"``).
         seed: the parameters cell's ``SEED`` (a non-negative integer).
-        sizes: the chapter's own values per configuration name, e.g. ``{"cpu-tiny": {"epochs": 1}}``;
-            a configuration missing from it runs with its defaults.
-        overrides: values that apply whatever the configuration (a reader's knob, say).
+        sizes: for a notebook that is not a book chapter: its own values per configuration name, e.g.
+            ``{"cpu-tiny": {"epochs": 1}}``; a configuration missing from it runs with its defaults.
+        chapter: the book chapter (``"02"`` ... ``"07"``), whose entry in :data:`ftutils.config.CHAPTERS`
+            gives its configuration.
+        overrides: values that apply whatever the configuration (a reader's knob, say): fields of
+            :class:`ftutils.config.BookConfig` or of the chapter's own values.
     """
     seed = check("SEED", seed, kind=int, minimum=0)
     name = colab.auto_config(config_name)
     if name not in config.CONFIGS:
         raise ValueError(f"CONFIG={name!r} is not allowed: expected one of {', '.join(map(repr, config.CONFIGS))}.")
+    if sizes is not None and chapter is not None:
+        raise ValueError("start takes a chapter or sizes, not both: a book chapter's sizes live in "
+                         "ftutils.config.CHAPTERS.")
     chosen = {**dict((sizes or {}).get(name, {})), **overrides, "seed": seed}
-    cfg = config.get_config(name, **chosen)
+    cfg = config.get_config(name, chapter, **chosen)
     seeding.set_run_seed(seed)
     _seed_globals(seed)
     quiet()
     _record(cfg)
     return cfg
+
+
+def given(**knobs: Any) -> dict[str, Any]:
+    """The parameters-cell ``knobs`` a reader set: those left at ``None`` keep the chapter's value.
+
+    Example:
+        >>> given(n_train=None, sizes=[40, 80])
+        {'sizes': [40, 80]}
+    """
+    return {k: v for k, v in knobs.items() if v is not None}
 
 
 RECORD_ENV = "FTUTILS_RECORD_CONFIG"

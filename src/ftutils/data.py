@@ -354,7 +354,11 @@ def _dedup_by_key(rows: list[dict], key_column: str, label_column: str | None) -
 def _cache_folder(spec: DatasetSpec, options: dict[str, Any]) -> Path:
     package = assets.PACKAGES[assets.get_asset(spec.asset).package]
     suffix = "".join(f"-{k}={v}" for k, v in sorted(options.items()) if v != spec.options.get(k))
-    return assets.cache_dir() / "datasets" / f"{spec.name}{suffix}-{package.sha256[:12]}-v{LOADER_VERSION}"
+    # Keyed by the datasets release that saved it: datasets 3.x cannot read features saved by 4.x and
+    # later (a Colab runtime and a laptop may share one cache, e.g. on Drive).
+    library = ".".join(datasets.__version__.split(".")[:2])
+    return (assets.cache_dir() / "datasets"
+            / f"{spec.name}{suffix}-{package.sha256[:12]}-v{LOADER_VERSION}-datasets{library}")
 
 
 def _load_registry(spec: DatasetSpec, options: dict[str, Any]) -> DatasetDict:
@@ -863,3 +867,19 @@ def _as_dict(result: Any, name: str) -> DatasetDict:
         return result
     raise ValueError(f"{name!r} loaded as {type(result).__name__}, not a DatasetDict: do not pass "
                      "split= or streaming=True to ftutils.data.load.")
+
+
+def load_for(name: str, cfg: Any, **changes: Any) -> DatasetDict:
+    """:func:`load` at the sizes of a :class:`ftutils.config.BookConfig`.
+
+    ``n_train=cfg.n_train``, ``n_validation`` and ``n_test`` ``=cfg.n_eval``, ``seed=cfg.seed``;
+    ``changes`` replace any of them (``n_validation=16``) or pass dataset options.
+
+    Example:
+        >>> from ftutils.config import get_config
+        >>> dsd = load_for("rotten_tomatoes", get_config("cpu-tiny", n_train=8, n_eval=4), n_validation=2)
+        >>> {split: len(ds) for split, ds in dsd.items()}
+        {'train': 8, 'validation': 2, 'test': 4}
+    """
+    sizes = dict(n_train=cfg.n_train, n_validation=cfg.n_eval, n_test=cfg.n_eval, seed=cfg.seed)
+    return load(name, **{**sizes, **changes})

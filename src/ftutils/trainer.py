@@ -283,17 +283,24 @@ class TrainingConfig:
 
     @classmethod
     def from_book_config(cls, book: Any, **overrides: Any) -> TrainingConfig:
-        """Take epochs, batch size, learning rate, precision and seed from a :class:`ftutils.config.BookConfig`.
+        """The training knobs of a :class:`ftutils.config.BookConfig`: every field in :data:`BOOK_FIELDS`.
+
+        Epochs, batch size, learning rate, warm-up, the head's learning-rate multiplier, precision and
+        seed come from ``book``; ``overrides`` change any of them or set the other fields.
 
         Example:
             >>> from ftutils.config import get_config
-            >>> TrainingConfig.from_book_config(get_config("cpu-tiny"), progress=False).batch_size
-            32
+            >>> run = TrainingConfig.from_book_config(get_config("cpu-tiny", chapter="03"), progress=False)
+            >>> run.batch_size, run.learning_rate, run.warmup, run.head_lr_multiplier
+            (8, 0.0002, 0.1, 10.0)
         """
-        base = dict(epochs=book.epochs, batch_size=book.batch_size, learning_rate=book.learning_rate,
-                    mixed_precision=book.mixed_precision, seed=book.seed)
+        base = {name: getattr(book, name) for name in BOOK_FIELDS}
         base.update(overrides)
         return cls(**base)
+
+
+# The fields of ftutils.config.BookConfig that have a training meaning, under the same names here.
+BOOK_FIELDS = ("epochs", "batch_size", "learning_rate", "warmup", "head_lr_multiplier", "mixed_precision", "seed")
 
 
 @dataclass
