@@ -166,6 +166,18 @@ def test_colab_notebook_starts_with_an_install_cell_from_the_config_url(tiny_boo
     assert "subprocess" not in namespace
 
 
+def test_colab_install_cell_names_the_versions_the_stack_checks_test(tiny_book):
+    (tiny_book / "pyproject.toml").write_text('dependencies = ["torch>=2.8", "transformers>=4.56.2,<6"]\n')
+    (tiny_book / ".ci").mkdir(exist_ok=True)
+    (tiny_book / ".ci" / "colab-stack.txt").write_text("# Colab\ntorch==2.9.1\ndatasets==4.0.0\n")
+    source = book.setup_cell_source(tiny_book, book.chapters(tiny_book)[0])
+    assert "# Tested at the floor of each range (torch 2.8, transformers 4.56.2)\n" in source
+    assert "# and on a Colab stack (torch 2.9.1, datasets 4.0.0)\n" in source
+    # The real repository: the cell quotes the floors pyproject.toml declares.
+    assert "torch " + book.re.search(r'"torch>=([0-9.]+)', (REPO / "pyproject.toml").read_text()).group(1) \
+        in book.versions_tested(REPO)
+
+
 def test_sync_copies_outputs_only_from_a_matching_default_run(tiny_book):
     book.run(tiny_book, "cpu-tiny", None, {"N_ITEMS": 5}, build_html=False)
     book.sync(tiny_book)

@@ -604,6 +604,29 @@ def colab_url(root: Path, chapter_name: str) -> str:
             f"/blob/{branch}/{COLAB_DIR}/{chapter_name}.ipynb")
 
 
+# The packages whose versions a reader's runtime decides (Colab preinstalls them).
+_TESTED_PACKAGES = ("torch", "transformers", "datasets", "accelerate")
+
+
+def versions_tested(root: Path) -> str:
+    """The versions ``make stack-floor`` and ``make stack-colab`` test, read from the files they use.
+
+    Example:
+        >>> print(versions_tested(find_root(None)))  # doctest: +ELLIPSIS
+        at the floor of each range (torch 2..., transformers 4..., datasets 3..., accelerate 1...)
+        and on a Colab stack (torch 2..., transformers 4..., datasets 4..., accelerate 1...)
+    """
+    pyproject_file, stack_file = root / "pyproject.toml", root / ".ci" / "colab-stack.txt"
+    pyproject = pyproject_file.read_text() if pyproject_file.is_file() else ""
+    floors = {name: re.search(rf'"{re.escape(name)}>=([0-9][^,"]*)', pyproject) for name in _TESTED_PACKAGES}
+    colab = dict(re.findall(r"^([A-Za-z0-9._-]+)==(\S+)", stack_file.read_text(), re.M)) if stack_file.is_file() else {}
+    floor_text = ", ".join(f"{name} {m.group(1)}" for name, m in floors.items() if m)
+    colab_text = ", ".join(f"{name} {colab[name]}" for name in _TESTED_PACKAGES if name in colab)
+    parts = [f"at the floor of each range ({floor_text})" if floor_text else "",
+             f"on a Colab stack ({colab_text})" if colab_text else ""]
+    return "\nand ".join(part for part in parts if part)
+
+
 def setup_cell_source(root: Path, chapter: Chapter) -> str:
     """The first cell of a Colab notebook: install ftutils and fetch the chapter's assets, on Colab only."""
     url, branch = repository(root)
@@ -628,6 +651,8 @@ def setup_cell_source(root: Path, chapter: Chapter) -> str:
         "    import subprocess\n"
         "\n"
         "    # The package asks for version ranges, so pip keeps Colab's own torch.\n"
+        + "".join(f"    # {'Tested ' if i == 0 else ''}{line}\n"
+                  for i, line in enumerate(versions_tested(root).splitlines())) +
         "    subprocess.run([sys.executable, \"-m\", \"pip\", \"install\", \"--quiet\",\n"
         f"                    \"ftutils[extras] @ git+{url}@{branch}\"], check=True)\n"
         "    importlib.invalidate_caches()"
