@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ftutils import batching, chapter, checks, data, experiments, models, regularizers, trainer
+from ftutils import batching, chapter, checks, data, experiments, models, recipes, regularizers, trainer
 
 # A short run per setting on cpu-tiny (48 steps), with warm-up and a faster head: ftutils.config.CHAPTERS["03"].
 cfg = chapter.start(CONFIG, SEED, chapter="03")
@@ -276,12 +276,12 @@ print(f"tokenised to at most {cfg.max_length} tokens; training: {cfg.epochs} epo
 # %%
 def train_once(settings: dict, seed: int) -> dict:
     """Fine-tune a fresh model with one regulariser; return accuracy, distance per layer and history."""
-    model, _ = models.load(cfg.encoder, "sequence-classification", labels=label_names, seed=seed)
-    reg = regularizers.make_regularizer(settings["kind"], model, settings["strength"])
-    run = trainer.TrainingConfig.from_book_config(cfg, seed=seed, eval_strategy="no", progress=False)
-    result = trainer.train(model, tokenized["train"], tokenized["validation"], config=run,
-                           tokenizer=tokenizer, regularizer=reg)
-    by_layer = reg.distance_by_layer()
+    run = recipes.fine_tune(
+        lambda s: models.load(cfg.encoder, "sequence-classification", labels=label_names, seed=s)[0],
+        tokenized["train"], tokenized["validation"], tokenizer=tokenizer,
+        config=trainer.TrainingConfig.from_book_config(cfg, seed=seed, eval_strategy="no", progress=False),
+        regularizer=lambda model: regularizers.make_regularizer(settings["kind"], model, settings["strength"]))
+    result, by_layer = run.result, run.regularizer.distance_by_layer()
     return {"accuracy": result.final_metrics["eval_accuracy"], "loss": result.final_metrics["eval_loss"],
             "distance": math.sqrt(sum(d * d for d in by_layer.values())), "distance_by_layer": by_layer,
             "history": result.history, "steps": result.global_step}
