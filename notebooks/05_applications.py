@@ -45,7 +45,7 @@ import pandas as pd
 import transformers
 
 from ftutils import (baselines, batching, chapter, checks, data, generation, lora, metrics, models, multilingual, ner, qa,
-                     trainer)
+                     recipes, trainer)
 
 # A few hundred examples per task on cpu-tiny, every example on gpu: ftutils.config.CHAPTERS["05"].
 cfg = chapter.start(CONFIG, SEED, chapter="05")
@@ -78,13 +78,13 @@ def macro_f1_metrics(logits, labels):
 
 def fine_tune_classifier(dsd, model_name=cfg.encoder, max_length=cfg.max_length, **overrides):
     """Load model_name with a new head, fine-tune on dsd["train"], score on dsd["test"]."""
-    transformers.set_seed(cfg.seed)
     names = dsd["train"].features["label"].names
-    model, tokenizer = models.load(model_name, "sequence-classification", labels=names)
+    _, tokenizer = models.load(model_name, "sequence-classification", labels=names)
     tokenized = batching.tokenize_classification(dsd, tokenizer, max_length)
-    result = trainer.train(model, tokenized["train"], tokenized["test"], config=train_config(**overrides),
-                           tokenizer=tokenizer, compute_metrics=macro_f1_metrics)
-    return model, tokenizer, tokenized, result
+    run = recipes.fine_tune(lambda seed: models.load(model_name, "sequence-classification", labels=names, seed=seed)[0],
+                            tokenized["train"], tokenized["test"], config=train_config(**overrides),
+                            tokenizer=tokenizer, compute_metrics=macro_f1_metrics)
+    return run.model, tokenizer, tokenized, run.result
 
 # %% [markdown]
 # (sec-app-classification)=
@@ -250,13 +250,13 @@ print(pd.DataFrame({"token": pieces, "word": tweet_tok["train"][row]["word_ids"]
 # %%
 def fine_tune_tagger(dsd, max_length=cfg.chapter.tagging_max_length):
     """MiniLM token classifier trained on dsd["train"]; returns entity scores on dsd["test"] and the run."""
-    transformers.set_seed(cfg.seed)
     names = dsd["train"].features["ner_tags"].feature.names
-    model, tokenizer = models.load(cfg.encoder, "token-classification", labels=names)
+    _, tokenizer = models.load(cfg.encoder, "token-classification", labels=names)
     tokenized = ner.tokenize_ner(dsd, tokenizer, max_length)
-    result = trainer.train(model, tokenized["train"], tokenizer=tokenizer,
-                           config=train_config(learning_rate=cfg.chapter.tagging_learning_rate))
-    logits = trainer.predict(model, tokenized["test"], tokenizer=tokenizer)
+    run = recipes.fine_tune(lambda seed: models.load(cfg.encoder, "token-classification", labels=names, seed=seed)[0],
+                            tokenized["train"], tokenizer=tokenizer, test=tokenized["test"],
+                            config=train_config(learning_rate=cfg.chapter.tagging_learning_rate))
+    result, logits = run.result, run.test_logits
     predicted = ner.word_predictions(logits, list(tokenized["test"]["word_ids"]), list(tokenized["test"]["n_words"]))
     gold = list(dsd["test"]["ner_tags"])
     scores = metrics.span_f1(predicted, gold, label_names=names)
@@ -357,14 +357,13 @@ print(qa_rows["train"]["question"][k], "|", qa_rows["train"]["context"][k], "->"
 # `start_positions`/`end_positions`:
 
 # %%
-transformers.set_seed(cfg.seed)
-qa_base, qa_tokenizer = models.load(cfg.encoder, "question-answering")
-qa_model = qa.QAForTrainer(qa_base)
+_, qa_tokenizer = models.load(cfg.encoder, "question-answering")
 qa_features = {split: qa.prepare_features(rows, qa_tokenizer, cfg.chapter.tagging_max_length)
                for split, rows in qa_rows.items()}
-qa_result = trainer.train(qa_model, qa_features["train"],
-                          config=train_config(learning_rate=cfg.chapter.tagging_learning_rate), tokenizer=qa_tokenizer)
-qa_logits = trainer.predict(qa_model, qa_features["test"], tokenizer=qa_tokenizer)
+qa_run = recipes.fine_tune(lambda seed: qa.QAForTrainer(models.load(cfg.encoder, "question-answering", seed=seed)[0]),
+                           qa_features["train"], tokenizer=qa_tokenizer, test=qa_features["test"],
+                           config=train_config(learning_rate=cfg.chapter.tagging_learning_rate))
+qa_model, qa_result, qa_logits = qa_run.model, qa_run.result, qa_run.test_logits
 qa_answers = qa.answers_from_logits(qa_logits, qa_features["test"], qa_rows["test"]["context"])
 qa_gold = [a["text"] or [""] for a in qa_rows["test"]["answers"]]
 has_answer = np.array([bool(a["text"]) for a in qa_rows["test"]["answers"]])
@@ -542,14 +541,16 @@ assert encoder_result.final_metrics["eval_accuracy"] > majority, (encoder_result
 # `value` projections plus the new head, against the full fine-tuning above:
 
 # %%
-transformers.set_seed(cfg.seed)
-lora_model, lora_tokenizer = models.load(cfg.encoder, "sequence-classification",
-                                         labels=reviews["train"].features["label"].names)
-lora_model = lora.add_lora(lora_model, r=8, alpha=16, target_modules=("query", "value"),
-                           modules_to_save=("classifier",))
-lora_result = trainer.train(lora_model, rt_tok["train"], rt_tok["test"], tokenizer=lora_tokenizer,
-                            config=train_config(learning_rate=cfg.chapter.lora_learning_rate, head_lr_multiplier=1.0),
-                            compute_metrics=macro_f1_metrics)
+def lora_classifier(seed):
+    model, _ = models.load(cfg.encoder, "sequence-classification", labels=reviews["train"].features["label"].names,
+                         seed=seed)
+    return lora.add_lora(model, r=8, alpha=16, target_modules=("query", "value"), modules_to_save=("classifier",))
+
+
+lora_run = recipes.fine_tune(lora_classifier, rt_tok["train"], rt_tok["test"], tokenizer=rt_tokenizer,
+                             config=train_config(learning_rate=cfg.chapter.lora_learning_rate, head_lr_multiplier=1.0),
+                             compute_metrics=macro_f1_metrics)
+lora_model, lora_result = lora_run.model, lora_run.result
 lora_rows = []
 for name, model, result in (("full fine-tuning", rt_model, rt_result), ("LoRA r=8", lora_model, lora_result),
                             ("LoRA r=16, SmolLM2 translation", lm, lm_result)):
