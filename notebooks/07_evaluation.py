@@ -42,11 +42,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
-import transformers
 from sklearn.linear_model import LogisticRegression
 
 from ftutils import (baselines, batching, chapter, checks, data, evaluation, generation, lora, metrics, models,
-                     plotting, trainer)
+                     plotting, recipes, trainer)
 
 # The learning curve trains 2 x sizes x seeds models; on cpu-tiny they fit in a few minutes on two CPU cores
 # (short reviews, small sizes, one epoch). The sizes of each configuration: ftutils.config.CHAPTERS["07"].
@@ -482,37 +481,43 @@ def translate_and_time(model, tokenizer):
     return out, (time.perf_counter() - started) / len(sources)
 
 
-def train_translator(model, tokenizer, learning_rate):
+def train_translator(make_model, tokenizer, learning_rate):
+    """`recipes.fine_tune` of a fresh `make_model(seed)` on the training pairs."""
     features = generation.causal_lm_features(list(pairs["train"]["source"]), list(pairs["train"]["target"]),
                                              tokenizer, cfg.chapter.translation_max_length)
-    return trainer.train(model, features, tokenizer=tokenizer, config=trainer.TrainingConfig.from_book_config(
+    return recipes.fine_tune(make_model, features, tokenizer=tokenizer, config=trainer.TrainingConfig.from_book_config(
         cfg, batch_size=8, learning_rate=learning_rate, epochs=cfg.chapter.translation_epochs,
         eval_strategy="no", progress=False))
 
 
 translations, generation_rows = {}, []
-transformers.set_seed(cfg.seed)
 decoder, decoder_tokenizer = models.load(cfg.decoder, "causal-lm")
 n_decoder = sum(p.numel() for p in decoder.parameters())
+top_blocks = range(decoder.config.num_hidden_layers - 8, decoder.config.num_hidden_layers)
 translations["SmolLM2, prompt only"], per_string = translate_and_time(decoder, decoder_tokenizer)
 generation_rows.append(("SmolLM2-135M (pretrained)", "none: prompt only", 0, 0.0, per_string))
-
-top_blocks = range(decoder.config.num_hidden_layers - 8, decoder.config.num_hidden_layers)
-decoder = lora.add_lora(decoder, r=16, alpha=32, layers=top_blocks,
-                        target_modules=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"))
-lora_result = train_translator(decoder, decoder_tokenizer, learning_rate=1e-3)
-translations["SmolLM2 + LoRA"], per_string = translate_and_time(decoder, decoder_tokenizer)
-generation_rows.append(("SmolLM2-135M (pretrained)", f"LoRA, {lora_result.global_step} steps",
-                        lora.trainable_parameters(decoder)[0], lora_result.train_runtime_s, per_string))
 del decoder
 
-transformers.set_seed(cfg.seed)
-scratch, _ = models.load(cfg.decoder, "causal-lm", pretrained=False)
-scratch_result = train_translator(scratch, decoder_tokenizer, learning_rate=1e-3)
-translations["random init, trained"], per_string = translate_and_time(scratch, decoder_tokenizer)
+
+def decoder_with_lora(seed):
+    return lora.add_lora(models.load(cfg.decoder, "causal-lm", seed=seed)[0], r=16, alpha=32, layers=top_blocks,
+                         target_modules=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"))
+
+
+lora_run = train_translator(decoder_with_lora, decoder_tokenizer, learning_rate=1e-3)
+lora_result = lora_run.result
+translations["SmolLM2 + LoRA"], per_string = translate_and_time(lora_run.model, decoder_tokenizer)
+generation_rows.append(("SmolLM2-135M (pretrained)", f"LoRA, {lora_result.global_step} steps",
+                        lora.trainable_parameters(lora_run.model)[0], lora_result.train_runtime_s, per_string))
+del lora_run
+
+scratch_run = train_translator(lambda seed: models.load(cfg.decoder, "causal-lm", pretrained=False, seed=seed)[0],
+                               decoder_tokenizer, learning_rate=1e-3)
+scratch_result = scratch_run.result
+translations["random init, trained"], per_string = translate_and_time(scratch_run.model, decoder_tokenizer)
 generation_rows.append(("SmolLM2-135M (random init)", f"every weight, {scratch_result.global_step} steps",
                         n_decoder, scratch_result.train_runtime_s, per_string))
-del scratch
+del scratch_run
 
 generation_choice = pd.DataFrame(generation_rows, columns=["model", "training", "trained parameters (M)",
                                                            "training time (s)", "ms per string"])
