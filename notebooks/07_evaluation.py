@@ -539,14 +539,14 @@ pd.DataFrame({"English": sources, "reference": references, **translations}).head
 # %% tags=["remove-cell"]
 # Claims: MiniLM cannot generate (load refuses causal-lm); the pretrained decoder, prompted or with LoRA,
 # writes far more French than the from-scratch one (chrF at least 10 higher), which produces no usable
-# French (chrF < 5) although it trained every weight for the same steps, for longer than LoRA took.
+# French (chrF < 5) although it trained every weight (over 100x LoRA's trained parameters) for the same steps.
 # (LoRA over the prompt alone: its paired interval straddled zero for SEED 1, so the text makes no claim.)
 chrf_of = generation_choice["chrF"]
 assert min(chrf_of["SmolLM2, prompt only"], chrf_of["SmolLM2 + LoRA"]) > chrf_of["random init, trained"] + 10, generation_choice
 assert chrf_of["random init, trained"] < 5, generation_choice
 assert generation_choice.loc["SmolLM2 + LoRA", "trained parameters (M)"] < 0.01 * n_decoder / 1e6, generation_choice
+# (No claim on training time: wall-clock seconds on a shared CPU can invert; the table shows them.)
 assert scratch_result.global_step == lora_result.global_step, (scratch_result.global_step, lora_result.global_step)
-assert generation_choice.loc["random init, trained", "training time (s)"] > generation_choice.loc["SmolLM2 + LoRA", "training time (s)"]
 
 # %% [markdown]
 # The encoder is out before the race starts: MiniLM has no language-modelling head and reads every
@@ -556,8 +556,9 @@ assert generation_choice.loc["random init, trained", "training time (s)"] > gene
 # strings after 24 steps that gain is small and not reliable -- with some seeds the interval lies
 # above zero, with others it straddles it. Neither
 # is a translator you would ship -- read the examples -- because 135M parameters and a hundred pairs
-# are very little; the `gpu` configuration trains on every pair. The same architecture from random weights, with every weight trained for the same
-# steps (and more time), produces no French at all -- it has learnt neither language nor the format.
+# are very little; the `gpu` configuration trains on every pair. The same architecture from random
+# weights, with every weight trained for the same steps (over a hundred times LoRA's trained
+# parameters), produces no French at all -- it has learnt neither language nor the format.
 # Generation is where pretraining is most obviously indispensable: the model must already know the
 # language it writes.
 #
