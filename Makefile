@@ -1,6 +1,7 @@
 # The two commands a fresh machine needs (see README.md):
 #   make book   set everything up, execute every chapter on cpu-tiny, build the HTML
-#   make test   set everything up, run the unit tests and check the executed chapters (nbval)
+#   make test   set everything up, run the unit tests, check the executed chapters (nbval) and
+#               smoke-run the gpu configuration on the CPU
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -11,7 +12,7 @@ export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PYTHONHASHSEED := 0
 
-.PHONY: setup assets book html test unit chapters check-sync compare seeds stack-floor stack-colab clean
+.PHONY: setup assets book html test unit chapters smoke check-sync compare seeds stack-floor stack-colab clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,7 +54,12 @@ seeds: assets
 chapters: assets check-sync
 	$(PY) -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg colab
 
-test: unit chapters
+# The gpu configuration's code paths, on this CPU, with every size capped (a few minutes): a typo or a
+# hub-only call in a branch cpu-tiny never takes fails here. Claims are reported, not asserted.
+smoke: assets
+	$(PY) -m ftutils.book run --config gpu --smoke --no-build
+
+test: unit chapters smoke
 
 # The version ranges of pyproject.toml are what Colab installs against: test them. Each target builds
 # .venv-<stack> (about 4 GB of CUDA-build wheels from PyPI; code runs on the CPU), then runs the unit

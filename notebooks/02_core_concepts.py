@@ -185,7 +185,7 @@ light_b = token_vector("the light in the old cinema went out", "light")
 light_similarity = torch.nn.functional.cosine_similarity(light_a, light_b, dim=0).item()
 print(f"cosine similarity of 'light' in the two sentences: {light_similarity:.2f}")
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell", "claims"]
 assert light_similarity < 0.95, light_similarity
 
 # %% [markdown]
@@ -238,7 +238,7 @@ print(f"test accuracy, always the majority class:      {majority:.2f}")
 print(f"test accuracy, probe on random-encoder vectors: {acc_random:.2f}")
 print(f"test accuracy, probe on pretrained vectors:     {acc_pretrained:.2f}")
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell", "claims"]
 # Claim in the text: the pretrained features beat random features by a wide margin (>= 10 points),
 # and random features are barely better than guessing the majority class (< 10 points above it).
 assert acc_pretrained >= acc_random + 0.10, (acc_pretrained, acc_random)
@@ -340,7 +340,7 @@ axes[1].legend()
 fig.tight_layout()
 plt.show()
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell", "claims"]
 # Claims in the text: every pretrained block moved; the embeddings and the six layers each by less than
 # 5% of their size, so the fine-tuned model stays close to theta_p; the pooler, which feeds the new head
 # directly, moved more than any layer; fine-tuning lands within 10 points of the probe or above it.

@@ -408,7 +408,7 @@ findings.append(f"- best mean accuracy: {best[0]} at λ={best[1]:g}, {accuracy['
                 f"{'within' if not gap > spread else 'beyond'} one standard deviation over seeds ({spread:.3f}).")
 print("\n".join(findings))
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell", "claims"]
 # Claims the text below makes, checked on every run:
 # 1. Both L2-SP forms end closer to θ_p than no regulariser; the penalty form at λ >= 100 far closer;
 #    for the penalty form every λ > 0 is closer than λ = 0, and no stronger λ ends further away than the

@@ -176,7 +176,7 @@ print(f"mean of the batch means (last batch over-weighted): {mean_of_means:.4f}"
 print(f"per-example mean loss (correct):                    {true_loss:.4f}")
 print(f"the article's number is {true_loss / article_loss:.0f}x too small; ln 2 = {np.log(2):.4f} is chance level")
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell", "claims"]
 # Claims: the article's value is smaller by about the batch size (64 here); an untrained head is near
 # chance (ln 2) for the correct value.
 assert 0.5 * 64 < true_loss / article_loss < 1.5 * 64, (true_loss, article_loss)
@@ -282,7 +282,7 @@ for epoch in range(cfg.epochs):
 plain_seconds = time.perf_counter() - started
 print(f"{cfg.epochs} epochs on {len(tokenized['train']):,} reviews in {plain_seconds:.0f} s")
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell", "claims"]
 # Claim: the plain loop learns (validation accuracy clearly above chance).
 assert val_accuracy > 0.6, val_accuracy
 
@@ -418,7 +418,7 @@ mistakes = pd.DataFrame({
 print(f"{len(wrong)} of {len(test_labels)} test reviews misclassified; the most confident mistakes:")
 mistakes
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell", "claims"]
 assert len(wrong) > 0
 assert predictions_new["predicted"].tolist()[:2] == ["positive", "negative"] or NEW_SENTENCES, predictions_new
 
@@ -469,7 +469,7 @@ print(f"{len(tokenized['train']):,} training reviews, {len(test_labels)} test re
       f"config {cfg.name}")
 table.round(3)
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell", "claims"]
 # Claims in the text: the pretrained model beats random init and TF-IDF; random init is not much better
 # than the majority class on this little data; TF-IDF is better than the majority class.
 acc = table["test accuracy"]

@@ -111,7 +111,7 @@ summary.append(dict(task="topics (bbc_news)", model="MiniLM", metric="macro-F1",
                     score=news_result.final_metrics["eval_macro_f1"], baseline="TF-IDF+logreg",
                     baseline_score=news_tfidf["macro_f1"], train_s=news_result.train_runtime_s))
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell", "claims"]
 # Claim: both models are far above chance (macro-F1 of a constant prediction is at most 0.2/5 ... <= 0.2).
 assert news_result.final_metrics["eval_macro_f1"] > 0.5, news_result.final_metrics
 assert news_tfidf["macro_f1"] > 0.8, news_tfidf["macro_f1"]  # "a strong baseline" (summary)
@@ -176,7 +176,7 @@ print(f"[UNK] share of tokens: English reviews {unk_en['unk_rate']:.2%}, Chinese
       f"Chinese reviews with at least one [UNK]: {unk_zh['texts_with_unk']:.0%}")
 print(f"tokens per character: English {unk_en['tokens_per_char']:.2f}, Chinese {unk_zh['tokens_per_char']:.2f}")
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell", "claims"]
 assert unk_zh["unk_rate"] > unk_en["unk_rate"] and unk_zh["unk_rate"] > 0.3, (unk_en, unk_zh)  # "most characters"
 assert unk_zh["tokens_per_char"] > 0.8, unk_zh
 assert 100 < cjk_in_vocab < 1000, cjk_in_vocab  # "a few hundred"  # about one token per character: no Chinese words in the vocabulary
@@ -199,7 +199,7 @@ summary.append(dict(task="sentiment, Chinese (chn_sentiment)", model="MiniLM (En
                     baseline="TF-IDF+logreg (char bigrams)", baseline_score=zh_tfidf["accuracy"],
                     train_s=zh_result.train_runtime_s))
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell", "claims"]
 assert zh_tfidf["accuracy"] > 0.6 and rt_tfidf["accuracy"] > 0.55, (zh_tfidf, rt_tfidf)
 if CONFIG == "cpu-tiny":  # the cpu-tiny sentence below
     assert rt_result.final_metrics["eval_accuracy"] > rt_tfidf["accuracy"], (rt_result.final_metrics, rt_tfidf)
@@ -305,7 +305,7 @@ summary.append(dict(task="NER, Chinese news (peoples_daily)", model="MiniLM", me
                     score=pd_scores["f1"], baseline="dictionary", baseline_score=pd_dictionary["f1"],
                     train_s=pd_result.train_runtime_s))
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell", "claims"]
 # Claims: the dictionary baseline finds some entities on both datasets; scores are fractions.
 assert tweet_dictionary["f1"] > 0 and pd_dictionary["f1"] > 0, (tweet_dictionary["f1"], pd_dictionary["f1"])
 assert 0 <= tweet_scores["f1"] <= 1 and 0 <= pd_scores["f1"] <= 1
@@ -404,7 +404,7 @@ summary.append(dict(task=f"extractive QA ({QA_DATASET})", model="MiniLM", metric
                     score=qa_scores["MiniLM QA"].loc["all", "f1"], baseline="gazetteer",
                     baseline_score=qa_scores["gazetteer"].loc["all", "f1"], train_s=qa_result.train_runtime_s))
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell", "claims"]
 floor = qa_scores["always no answer"].loc["all", "exact_match"]
 assert abs(floor - round((~has_answer).mean(), 3)) < 1e-3, (floor, (~has_answer).mean())
 if cfg.name == "cpu-tiny" and QA_DATASET == "wnut16":  # "close to that floor ... far better on the unanswerable"
@@ -470,7 +470,7 @@ summary.append(dict(task="translation en→fr (django_po)", model="SmolLM2-135M 
                     score=score_after["chrf"], baseline="untuned SmolLM2", baseline_score=score_before["chrf"],
                     train_s=lm_result.train_runtime_s))
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell", "claims"]
 assert lm_trained < 0.05 * lm_total, (lm_trained, lm_total)
 assert all("\n" not in t for t in after), after
 
@@ -517,7 +517,7 @@ summary.append(dict(task="spam (spam_assassin)", model="SmolLM2, top 2 blocks", 
                     score=decoder_result.final_metrics["eval_accuracy"], baseline="MiniLM, full",
                     baseline_score=encoder_result.final_metrics["eval_accuracy"], train_s=decoder_result.train_runtime_s))
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell", "claims"]
 assert lora.trainable_parameters(decoder)[0] < 0.2 * lora.trainable_parameters(decoder)[1]
 assert decoder_result.train_runtime_s > encoder_result.train_runtime_s, (decoder_result.train_runtime_s, encoder_result.train_runtime_s)
 majority = float(np.mean(np.array(mail["test"]["label"]) == 0))
@@ -565,7 +565,7 @@ summary.append(dict(task="sentiment, English, LoRA", model="MiniLM + LoRA r=8", 
                     score=lora_result.final_metrics["eval_accuracy"], baseline="MiniLM, full",
                     baseline_score=rt_result.final_metrics["eval_accuracy"], train_s=lora_result.train_runtime_s))
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell", "claims"]
 assert lora.trainable_parameters(lora_model)[0] < 0.05 * lora.trainable_parameters(lora_model)[1]
 
 # %% [markdown]

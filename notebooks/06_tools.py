@@ -54,7 +54,7 @@ import transformers
 
 from ftutils import batching, chapter, checks, data, metrics, models, plotting, regularizers, search, trainer
 from ftutils import lightning as ftl
-from ftutils.hf import RegularizedTrainer
+from ftutils.hf import RegularizedTrainer, precision_arguments
 
 # Some 40 short trainings, each of 8 steps on cpu-tiny; sizes, sweep rate, trials: ftutils.config.CHAPTERS["06"].
 chapter.check("N_TRIALS", N_TRIALS, kind=int, minimum=4, allow_none=True)
@@ -126,7 +126,7 @@ model_hf = fresh_model()
 args = transformers.TrainingArguments(
     output_dir=str(workdir / "hf"), num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
     per_device_eval_batch_size=2 * cfg.batch_size, learning_rate=cfg.learning_rate, warmup_steps=warmup_steps,
-    lr_scheduler_type="linear", max_grad_norm=1.0, weight_decay=0.0, bf16=cfg.mixed_precision == "bf16",
+    lr_scheduler_type="linear", max_grad_norm=1.0, weight_decay=0.0, **precision_arguments(cfg.mixed_precision),
     eval_strategy="no", save_strategy="no", logging_steps=2, report_to=[], seed=cfg.seed, disable_tqdm=True,
     dataloader_pin_memory=False)
 hf_trainer = RegularizedTrainer(
@@ -227,7 +227,7 @@ print(f"majority class {majority:.3f}; the three tools' accuracies span {tools_r
       f"{len(tokenized['validation'])} articles is uncertain by a 95% interval {one_score_width:.3f} wide")
 seed_table.round(3)
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell", "claims"]
 # Claims: the three tools take the same number of steps, bring the validation loss below chance and all
 # learned (>= 0.2 above the majority class), and they differ by less than the uncertainty of one score;
 # every mean-pooling run learned, and on every seed the mean head beats the [CLS] head trained alike.
@@ -485,7 +485,7 @@ best_by_method = pd.DataFrame({name: {"best accuracy": df["value"].max(),
                                for name, df in searches.items()}).T
 best_by_method
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell", "claims"]
 for name, df in searches.items():
     assert (np.diff(df["best_so_far"]) >= 0).all(), name
 assert best_by_method.loc["random", "distinct learning rates tried"] > best_by_method.loc["grid", "distinct learning rates tried"]
@@ -537,7 +537,7 @@ print(f"at lr {BASE['learning_rate']:g}, per seed: " + "; ".join(
     f"seed {seed}: " + ", ".join(f"{c} {v:.3f}" for c, v in row.items()) for seed, row in batch_seeds.iterrows()))
 lr_table.round(3)
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell", "claims"]
 # Claims: the smallest and the largest learning rate of the grid are both worse than the best trial by
 # more than the seed range; the largest does no better than the majority class + 0.1 (training breaks);
 # at BASE's learning rate, batch 16 beats batch 32 on average over the same three seeds by more than
@@ -586,7 +586,7 @@ schedule_spread = schedule_table["validation accuracy"].max() - schedule_table["
 print(f"spread across schedules {schedule_spread:.3f}; range over 3 seeds of BASE {noise:.3f}")
 schedule_table.round(3)
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell", "claims"]
 # Claims: every schedule learns, and the three land within 0.15 of each other, no further apart than
 # the seeds of BASE spread somewhere in this chapter (over SEED 0-2: 0.04-0.10 apart, seed ranges
 # 0.08-0.17), so one run each cannot rank them.
@@ -618,7 +618,7 @@ llrd_table = pd.DataFrame([{"layer decay ξ": xi, "peak learning rate": lr,
 llrd_table["validation accuracy"] = llrd_table[[f"seed {seed}" for seed in SEEDS]].mean(axis=1)  # mean of 3 seeds
 llrd_table.round(4)
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell", "claims"]
 assert len({round(g["lr"], 12) for g in groups}) >= 7, groups
 llrd_acc = llrd_table["validation accuracy"].tolist()
 # Claims (means over the same three seeds): decay at the same peak rate learns less in 8 steps, by more
@@ -662,7 +662,7 @@ n_params = sum(p.numel() for p in probe.parameters())
 print(f"{n_params / 1e6:.1f} million parameters")
 optimizer_table.round(4)
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell", "claims"]
 acc_of = {(r["optimizer"], r["learning rate"]): r["validation accuracy"] for _, r in optimizer_table.iterrows()}
 # Claims: at AdamW's rate SGD and Adafactor both stay far below AdamW; their own typical rates bring
 # them up by more than the seed range, and SGD still ends below AdamW by more than it.

@@ -94,7 +94,7 @@ print(f"{len(spam['train']):,} training e-mails; test: {len(spam_test_y)} e-mail
       f"{spam_test_y.mean():.0%} spam")
 spam_table.round(3)
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell", "claims"]
 # Claims: doing nothing scores a high accuracy (> 0.6) but catches no spam and has a macro-F1 below 0.5;
 # the real filter beats it on every column.
 assert spam_table.iloc[0]["accuracy"] > 0.6 and spam_table.iloc[0]["macro-F1"] < 0.5, spam_table
@@ -115,7 +115,7 @@ lazy = metrics.span_f1(nothing, gold)
 print(f"{len(gold)} test tweets, {sum(map(len, gold)):,} tokens, {len(metrics.bio_spans(sum(gold, [])))} entities")
 print(f"tagger that always says 'O': token accuracy {lazy['accuracy']:.3f}, entity F1 {lazy['f1']:.3f}")
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell", "claims"]
 assert lazy["accuracy"] > 0.85 and lazy["f1"] == 0.0, lazy
 
 # %% [markdown]
@@ -255,7 +255,7 @@ print(f"fine-tuned - linear probe: paired interval {paired_width:.3f} wide; trea
       f"independent would give about {unpaired_width:.3f}")
 paired.round(3)
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell", "claims"]
 # Claims: every interval contains its estimate and is wider than 2 points with this test set; pairing
 # narrows the interval of a difference between two models that share most of their errors.
 assert all(r.low <= r.estimate <= r.high and r.high - r.low > 0.02 for r in intervals.values())
@@ -300,7 +300,7 @@ ax.legend(fontsize=7, loc="upper left")
 fig.tight_layout()
 plt.show()
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell", "claims"]
 # Claim: at the smallest size, the seeds spread over more than 2 points of accuracy.
 assert spread["range"] > 0.02, spread
 
@@ -342,7 +342,7 @@ for n in SIZES:
     say = lambda k: f"{k:,} examples" if k is not None else f"more than {SIZES[-1]:,} (not reached)"
     print(f"to match fine-tuning on {n:>5,} examples: random init needs {say(need)}; TF-IDF needs {say(tfidf_need)}")
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell", "claims"]
 # Claims in the text below: fine-tuning beats random init at every size; at the smallest size both
 # methods on pretrained weights are above the majority class and above TF-IDF and random init.
 m = summary["mean"]
@@ -436,7 +436,7 @@ mid = SIZES[len(SIZES) // 2]
 print(f"fine-tuned MiniLM on {mid} reviews: test accuracy {summary.loc[('fine-tuned', mid), 'mean']:.3f} "
       f"(mean of {N_SEEDS} seeds, full test set)")
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell", "claims"]
 # Claims: SmolLM2 has > 5x the parameters of MiniLM and costs more time per review; pretrained MiniLM
 # features beat random-init features clearly.
 mini, rand, smol = (choice.loc[n] for n in candidates)
@@ -536,7 +536,7 @@ print(f"chrF of LoRA minus prompt only: {lora_gain['difference']:+.1f}, 95% pair
       f"[{lora_gain['low']:+.1f}, {lora_gain['high']:+.1f}]")
 pd.DataFrame({"English": sources, "reference": references, **translations}).head(5)
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell", "claims"]
 # Claims: MiniLM cannot generate (load refuses causal-lm); the pretrained decoder, prompted or with LoRA,
 # writes far more French than the from-scratch one (chrF at least 10 higher), which produces no usable
 # French (chrF < 5) although it trained every weight (over 100x LoRA's trained parameters) for the same steps.
@@ -619,7 +619,7 @@ print(f"loss-threshold membership inference, mean over {N_SEEDS} seeds (losses i
       "same attack on the starting point, a head fitted on the members as a probe, before any training step")
 mi.round(3)
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell", "claims"]
 # Claim: the fine-tuned model's training reviews have a lower mean loss than unseen reviews at every size,
 # and the attack does better than chance (AUC > 0.5) at the smallest size, where the model saw each
 # review most often.

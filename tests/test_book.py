@@ -362,3 +362,66 @@ def test_sizes_table_is_written_from_what_chapters_ran(tiny_book):
     assert "01_ok" not in table  # never executed here
     book.run(tiny_book, "cpu-tiny", ["02"], {"N_ITEMS": 5}, build_html=False)  # a run with -p: table kept
     assert (tiny_book / book.SIZES_FILE).read_text() == table
+
+
+def test_smoke_run_reports_failing_claims_but_fails_on_other_errors(tiny_book):
+    (tiny_book / "notebooks" / "02_smoke.py").write_text(textwrap.dedent('''\
+        # %% tags=["parameters"]
+        CONFIG = "cpu-tiny"
+        SEED = 0
+
+        # %%
+        from ftutils import chapter
+        cfg = chapter.start(CONFIG, SEED, chapter="07")
+        print("sizes", cfg.n_train, cfg.chapter.sizes)
+
+        # %% tags=["remove-cell", "claims"]
+        assert cfg.n_train > 100, "a result that tiny data cannot show"
+
+        # %% tags=["remove-cell", "claims"]
+        assert cfg.name == "gpu"
+        '''))
+    (tiny_book / "notebooks" / "03_typo.py").write_text(textwrap.dedent('''\
+        # %% tags=["parameters"]
+        CONFIG = "cpu-tiny"
+
+        # %% tags=["remove-cell", "claims"]
+        assert undefined_name > 0
+        '''))
+    failures = book.run_smoke(tiny_book, "gpu", only=["02", "03"])
+    assert list(failures) == ["03_typo"] and "NameError" in failures["03_typo"]  # a typo is not a claim
+    assert "cell 2 (`# assert undefined_name > 0" in failures["03_typo"]
+    ran = nbformat.read(tiny_book / book.SMOKE_DIR / "gpu" / "02_smoke.ipynb", as_version=4)
+    printed = "".join(o.get("text", "") for c in ran.cells for o in c.get("outputs", []))
+    assert "SMOKE RUN of config gpu" in printed and "sizes 48 (16, 32)" in printed
+    assert printed.count(book.NOT_CHECKED) == 1 and "a result that tiny data cannot show" in printed
+    assert book.claims_not_checked(tiny_book / book.SMOKE_DIR / "gpu" / "02_smoke.ipynb") == 1
+    assert not (tiny_book / "executed" / "02_smoke.ipynb").exists() and not (tiny_book / book.TIMES_FILE).exists()
+
+
+def test_a_normal_run_asserts_claims_cells(tiny_book):
+    (tiny_book / "notebooks" / "02_claim.py").write_text(textwrap.dedent('''\
+        # %% tags=["parameters"]
+        CONFIG = "cpu-tiny"
+
+        # %% tags=["remove-cell", "claims"]
+        assert CONFIG == "gpu", "only on gpu"
+        '''))
+    with pytest.raises(book.ChapterFailed, match="only on gpu"):
+        book.run(tiny_book, "cpu-tiny", ["02"], build_html=False)
+
+
+def test_smoke_and_seeds_together_are_refused(tmp_path, capsys):
+    assert book.main(["--root", str(tmp_path), "run", "--config", "gpu", "--smoke", "--seeds", "0"]) == 1
+    assert "--smoke and --seeds" in capsys.readouterr().err
+
+
+def test_every_chapter_tags_its_claims_and_the_smoke_knobs_exist():
+    # a claims tag on a cell the book shows would hide nothing but change nothing either: claims are hidden cells
+    for chapter in book.chapters(REPO):
+        notebook = book.read_source(chapter)
+        tagged = [c for c in notebook.cells if book.CLAIMS_TAG in c.metadata.get("tags", [])]
+        assert tagged, f"{chapter.name} has no cell tagged claims"
+        assert all("remove-cell" in c.metadata["tags"] and "assert" in c.source for c in tagged), chapter.name
+        knobs = book.SMOKE_PARAMETERS.get(chapter.number, {})
+        assert set(knobs) <= set(book.parameter_names(notebook)), (chapter.name, knobs)

@@ -149,3 +149,37 @@ def test_load_for_takes_the_sizes_and_seed_of_the_config():
     same = data.load("rotten_tomatoes", n_train=12, n_validation=6, n_test=6, seed=3)
     assert {s: ds["text"] for s, ds in dsd.items()} == {s: ds["text"] for s, ds in same.items()}
     assert len(data.load_for("rotten_tomatoes", cfg, n_validation=2)["validation"]) == 2
+
+
+def test_smoke_sized_caps_every_size_and_keeps_the_code_path():
+    from ftutils.config import CHAPTERS, SMOKE_SIZES, smoke_sized
+
+    for number, configs in CHAPTERS.items():
+        for name, cfg in configs.items():
+            small = smoke_sized(cfg)
+            assert (small.name, small.encoder, small.decoder, small.mixed_precision, small.learning_rate) == (
+                cfg.name, cfg.encoder, cfg.decoder, cfg.mixed_precision, cfg.learning_rate), (number, name)
+            for field_name, cap in SMOKE_SIZES.items():
+                assert getattr(small, field_name) <= cap, (number, name, field_name)
+            if cfg.chapter is not None:
+                for field_name, cap in type(cfg.chapter).SMOKE.items():
+                    value = getattr(small.chapter, field_name)
+                    assert value == cap if isinstance(cap, tuple) else value <= cap, (number, field_name)
+    assert smoke_sized(CHAPTERS["03"]["cpu-tiny"]).n_train == 48  # capped, not raised: 384 -> 48
+    assert smoke_sized(CHAPTERS["05"]["gpu"]).chapter.decoder_train == 16  # None (all) -> 16
+
+
+def test_every_chapter_size_field_has_a_smoke_value():
+    import dataclasses
+
+    from ftutils.config import CHAPTERS
+
+    sizes = ("_train", "_eval", "_test", "_length", "_epochs", "new_tokens", "sizes", "members", "n_validation",
+             "n_trials")
+    for configs in CHAPTERS.values():
+        own = configs["gpu"].chapter
+        if own is None:
+            continue
+        for f in dataclasses.fields(own):
+            if f.name.endswith(sizes):
+                assert f.name in type(own).SMOKE, f"{type(own).__name__}.{f.name} has no smoke value"

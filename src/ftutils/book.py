@@ -10,6 +10,10 @@ One entry point, ``python -m ftutils.book``:
   the run with "chapter NN_name failed in cell K ...".
 * ``run --seeds 0 1 2`` executes the chapters once per ``SEED`` into ``executed/seeds/`` and only
   requires every cell to pass (each claim's hidden assert must hold for every seed).
+* ``run --config gpu --smoke`` executes every chapter's ``gpu`` code paths on the CPU with every size
+  capped (:func:`ftutils.config.smoke_sized`) into ``executed/smoke/``: a typo or a hub-only call in a
+  branch ``cpu-tiny`` never takes fails it. Cells tagged ``claims`` run with their failing asserts
+  reported, not raised (:func:`ftutils.chapter.run_claims`): tiny data proves no result.
 * ``build`` builds the HTML from what ``executed/`` holds (warnings are errors) and checks that no
   page loads MathJax from a CDN.
 * ``sync`` regenerates ``colab/NN_name.ipynb``: a Colab setup cell, then the chapter's cells, with
@@ -194,12 +198,13 @@ def read_source(chapter: Chapter) -> Any:
 
 
 def execute_chapter(root: Path, chapter: Chapter, config: str, params: dict[str, Any],
-                    *, timeout: int | None = None, out: Path | None = None, keep_going: bool = False) -> float:
+                    *, timeout: int | None = None, out: Path | None = None, keep_going: bool = False,
+                    smoke: bool = False) -> float:
     """Execute one chapter into ``out`` (default ``executed/NN_name.ipynb``); return the seconds it took.
 
     Raises ``ChapterFailed`` naming the chapter and the failing cell, and ``BookError`` if a ``-p``
     name is not in the chapter's parameters cell. With ``keep_going`` every cell runs even after one
-    failed, and the message lists each failing cell.
+    failed, and the message lists each failing cell. ``smoke``: a smoke run (see :func:`run_smoke`).
     """
     import nbformat
     import papermill
@@ -216,13 +221,16 @@ def execute_chapter(root: Path, chapter: Chapter, config: str, params: dict[str,
     out = out or chapter.executed(root)
     out.parent.mkdir(parents=True, exist_ok=True)
     os.environ.update({k: os.environ.get(k, v) for k, v in OFFLINE_ENV.items()})
+    if smoke:
+        notebook = claims_reported(notebook)
     with tempfile.TemporaryDirectory(prefix="ftbook-") as tmp:
         source = Path(tmp) / f"{chapter.name}.ipynb"
         nbformat.write(notebook, source)
         record = Path(tmp) / "config.json"  # ftutils.chapter.start writes the configuration it ran
         started = time.perf_counter()
+        env = {RECORD_ENV: str(record), SMOKE_ENV: "1" if smoke else "0"}
         try:
-            with expected_errors_allowed(), _environment({RECORD_ENV: str(record)}):
+            with expected_errors_allowed(), _environment(env):
                 papermill.execute_notebook(
                     str(source), str(out), parameters={"CONFIG": config, **params}, kernel_name="python3",
                     language="python", cwd=str(root), progress_bar=False, log_output=False,
@@ -244,6 +252,30 @@ def execute_chapter(root: Path, chapter: Chapter, config: str, params: dict[str,
 
 
 RECORD_ENV = "FTUTILS_RECORD_CONFIG"  # read by ftutils.chapter.start (not imported here: it imports torch)
+SMOKE_ENV = "FTUTILS_SMOKE"  # ftutils.config.SMOKE_ENV, read by ftutils.chapter.start
+CLAIMS_TAG = "claims"
+NOT_CHECKED = "claim not checked in a smoke run"  # what ftutils.chapter.run_claims prints
+
+
+def claims_reported(notebook: Any) -> Any:
+    """A copy of ``notebook`` whose cells tagged ``claims`` run through :func:`ftutils.chapter.run_claims`.
+
+    Such a cell's failing ``assert`` is then printed, not raised; its other errors still raise.
+
+    Example:
+        >>> import nbformat
+        >>> nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("assert x > 1", metadata={"tags": ["claims"]})])
+        >>> print(claims_reported(nb).cells[0].source)
+        # assert x > 1  (smoke run: claims reported, not asserted)
+        __import__('ftutils.chapter').chapter.run_claims('assert x > 1', globals())
+    """
+    changed = copy.deepcopy(notebook)
+    for cell in changed.cells:
+        if cell.cell_type == "code" and CLAIMS_TAG in cell.metadata.get("tags", []):
+            first = next((line for line in cell.source.splitlines() if line.strip()), "")
+            cell.source = (f"# {first}  (smoke run: claims reported, not asserted)\n"  # named in failure messages
+                           f"__import__('ftutils.chapter').chapter.run_claims({cell.source!r}, globals())")
+    return changed
 
 
 @contextlib.contextmanager
@@ -512,6 +544,64 @@ def run_seeds(root: Path, seeds: Sequence[int], config: str = DEFAULT_CONFIG, on
     for (name, seed), problem in sorted(failures.items()):
         print(f"[book]   SEED {seed}: {problem}", flush=True)
     return failures
+
+
+SMOKE_DIR = "executed/smoke"
+# Parameters-cell knobs that set a size of their own, at their smoke values (None: the config's size).
+SMOKE_PARAMETERS: dict[str, dict[str, Any]] = {
+    "02_core_concepts": {"FINETUNE_EXAMPLES": None},
+    "07_evaluation": {"VARIANCE_SEEDS": 2, "N_BOOTSTRAP": 100},
+}
+
+
+def run_smoke(root: Path, config: str = "gpu", only: Sequence[str] | None = None,
+              params: dict[str, Any] | None = None, *, timeout: int | None = None) -> dict[str, str]:
+    """Execute the chapters' ``config`` code paths on smoke-sized data; return ``{chapter: problem}``.
+
+    Every size is capped (:func:`ftutils.config.smoke_sized`, :data:`SMOKE_PARAMETERS`), the models and
+    data are the registry's (offline), and cells tagged ``claims`` report a failing ``assert`` instead
+    of raising (:func:`claims_reported`): tiny data proves no result, but every other cell must pass.
+    Notebooks go to ``executed/smoke/<config>/``; ``executed/``, the times and the sizes tables are not
+    touched. Every chapter runs even after one failed, and every cell even after a failing one.
+    """
+    check_config(config)
+    picked = chapters(root, only)
+    failures: dict[str, str] = {}
+    for chapter in picked:
+        out = root / SMOKE_DIR / config / f"{chapter.name}.ipynb"
+        chosen = {**SMOKE_PARAMETERS.get(chapter.name, {}), **(params or {})}
+        print(f"[book] smoke-running {chapter.name} (config {config}) ...", flush=True)
+        try:
+            seconds = execute_chapter(root, chapter, config, chosen, timeout=timeout, out=out, keep_going=True,
+                                      smoke=True)
+        except BookError as exc:
+            failures[chapter.name] = str(exc)
+            print(f"[book] FAILED {chapter.name}: {exc}", flush=True)
+        else:
+            unchecked = claims_not_checked(out)
+            print(f"[book] {chapter.name}: passed in {seconds:.1f} s; {unchecked} of {claims_cells(out)} claims "
+                  f"cells did not hold on smoke-sized data (reported in {out})", flush=True)
+    print(f"[book] smoke {config}: {len(picked) - len(failures)} of {len(picked)} chapters passed", flush=True)
+    for name, problem in sorted(failures.items()):
+        print(f"[book]   {problem}", flush=True)
+    return failures
+
+
+def claims_cells(executed_file: Path) -> int:
+    """How many cells of an executed notebook are tagged ``claims``."""
+    import nbformat
+
+    notebook = nbformat.read(executed_file, as_version=4)
+    return sum(CLAIMS_TAG in c.metadata.get("tags", []) for c in notebook.cells)
+
+
+def claims_not_checked(executed_file: Path) -> int:
+    """How many claims cells of a smoke-run notebook printed that their claim did not hold."""
+    import nbformat
+
+    notebook = nbformat.read(executed_file, as_version=4)
+    return sum(any(NOT_CHECKED in o.get("text", "") for o in c.get("outputs", []) if o.get("output_type") == "stream")
+               for c in notebook.cells if CLAIMS_TAG in c.metadata.get("tags", []))
 
 
 def _today() -> str:
@@ -830,6 +920,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                        help="override a parameters-cell value, e.g. -p N_REVIEWS 200 (repeatable)")
     run_p.add_argument("--no-build", action="store_true", help="execute only; do not build the HTML")
     run_p.add_argument("--timeout", type=int, default=None, help="seconds allowed per cell")
+    run_p.add_argument("--smoke", action="store_true",
+                       help="run the config's code paths on tiny data into executed/smoke/ (claims reported, "
+                            "not asserted); no HTML, no times")
     run_p.add_argument("--seeds", nargs="+", type=int, metavar="SEED",
                        help="execute once per seed into executed/seeds/ and only require every cell "
                             "(claims' asserts included) to pass; no HTML, no times")
@@ -844,8 +937,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             check_config(args.config)  # before anything slow
+            if args.smoke and args.seeds is not None:
+                raise BookError("--smoke and --seeds do not go together: a smoke run checks code paths, "
+                                "not results; run them separately.")
             params = parse_parameters(args.parameter)
             root = find_root(args.root)
+            if args.smoke:
+                return 1 if run_smoke(root, args.config, args.only, params, timeout=args.timeout) else 0
             if args.seeds is not None:
                 return 1 if run_seeds(root, args.seeds, args.config, args.only, params, timeout=args.timeout) else 0
             run(root, args.config, args.only, params, build_html=not args.no_build, timeout=args.timeout)

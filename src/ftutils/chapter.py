@@ -67,11 +67,40 @@ def start(config_name: str, seed: int, sizes: Mapping[str, Mapping[str, Any]] | 
                          "ftutils.config.CHAPTERS.")
     chosen = {**dict((sizes or {}).get(name, {})), **overrides, "seed": seed}
     cfg = config.get_config(name, chapter, **chosen)
+    if config.smoke_requested():
+        cfg = config.smoke_sized(cfg)
+        print(f"SMOKE RUN of config {name}: every size capped (n_train {cfg.n_train}, n_eval {cfg.n_eval}, "
+              f"{cfg.epochs} epoch, {cfg.n_seeds} seeds); claims are reported, not asserted.")
     seeding.set_run_seed(seed)
     _seed_globals(seed)
     quiet()
     _record(cfg)
     return cfg
+
+
+def run_claims(source: str, namespace: dict[str, Any]) -> bool:
+    """Run a claims cell's ``source`` in ``namespace`` the way a smoke run does; return whether it held.
+
+    On smoke-sized data a result may not hold, so a failing ``assert`` is printed ("claim not checked
+    in a smoke run: ...") instead of raised; every other error still raises, so a typo or a missing
+    name in a claims cell fails the smoke run. The book runner puts this call in place of every cell
+    tagged ``claims`` when it runs with ``--smoke``; normal runs execute those cells as they are.
+
+    Example:
+        >>> run_claims("x = 2; assert x == 3, x", {})
+        claim not checked in a smoke run (AssertionError: 2)
+        False
+        >>> run_claims("assert y", {})
+        Traceback (most recent call last):
+        ...
+        NameError: name 'y' is not defined
+    """
+    try:
+        exec(compile(source, "<claims cell>", "exec"), namespace)
+    except AssertionError as failed:
+        print(f"claim not checked in a smoke run (AssertionError: {failed})")
+        return False
+    return True
 
 
 def given(**knobs: Any) -> dict[str, Any]:

@@ -27,8 +27,9 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 MIXED_PRECISION_CHOICES = ("no", "bf16", "fp16")
 
@@ -37,10 +38,14 @@ MIXED_PRECISION_CHOICES = ("no", "bf16", "fp16")
 class ChapterValues:
     """A chapter's own values. Subclasses declare typed fields; each is checked on creation.
 
+    ``SMOKE`` holds the sizes a smoke run (:func:`smoke_sized`) caps each size field at.
+
     The check follows the annotation: ``int`` is an integer >= 1 (>= ``minimum`` where the field's
     metadata gives one), ``int | None`` the same or ``None`` (the whole split), ``float`` a number > 0,
     ``tuple[int, ...]`` a non-empty tuple of integers >= 1 (a list is accepted and stored as a tuple).
     """
+
+    SMOKE: ClassVar[dict[str, Any]] = {}
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -90,6 +95,10 @@ class ApplicationsValues(ChapterValues):
     translation_epochs: int
     new_tokens: int  # tokens generated per translation
 
+    SMOKE: ClassVar[dict[str, Any]] = dict(
+        topic_max_length=32, tagging_max_length=32, decoder_train=16, decoder_eval=16, decoder_max_length=32,
+        translation_train=16, translation_eval=8, translation_max_length=32, translation_epochs=1, new_tokens=4)
+
 
 @dataclass(frozen=True)
 class ToolsValues(ChapterValues):
@@ -97,6 +106,8 @@ class ToolsValues(ChapterValues):
 
     sweep_learning_rate: float  # the base learning rate of the searches and sweeps
     n_trials: int = field(metadata={"minimum": 4})  # trials per search method
+
+    SMOKE: ClassVar[dict[str, Any]] = dict(n_trials=4)
 
 
 @dataclass(frozen=True)
@@ -115,6 +126,11 @@ class EvaluationValues(ChapterValues):
     translation_max_length: int
     translation_epochs: int
     new_tokens: int  # tokens generated per translation
+
+    SMOKE: ClassVar[dict[str, Any]] = dict(
+        sizes=(16, 32), min_steps=0, n_validation=32, mi_members=16, choice_train=32, choice_test=32,
+        spam_train=64, translation_train=16, translation_test=8, translation_max_length=32, translation_epochs=1,
+        new_tokens=4)
 
 
 @dataclass(frozen=True)
@@ -327,3 +343,38 @@ def get_config(name: str, chapter: str | None = None, **overrides: Any) -> BookC
     if chapter_changes:
         overrides["chapter"] = dataclasses.replace(base.chapter, **chapter_changes)
     return dataclasses.replace(base, **overrides)
+
+
+# A smoke run executes a configuration's code paths (the gpu one, on a CPU) on tiny data, to catch a
+# typo or a hub-only call in a branch cpu-tiny never takes. The book runner sets the variable
+# (``python -m ftutils.book run --config gpu --smoke``); :func:`ftutils.chapter.start` reads it.
+SMOKE_ENV = "FTUTILS_SMOKE"
+SMOKE_SIZES: dict[str, Any] = dict(n_train=48, n_eval=32, max_length=32, epochs=1, n_seeds=2)
+
+
+def smoke_requested() -> bool:
+    """Whether this process runs a smoke run (``$FTUTILS_SMOKE`` is ``1``)."""
+    return os.environ.get(SMOKE_ENV) == "1"
+
+
+def smoke_sized(cfg: BookConfig) -> BookConfig:
+    """``cfg`` with every size capped at its smoke value (:data:`SMOKE_SIZES`, the chapter's ``SMOKE``).
+
+    Everything else stays: the configuration's name, models, precision, learning rates and schedule, so
+    the same branches run. A size of ``None`` (the whole split) becomes the smoke size.
+
+    Example:
+        >>> small = smoke_sized(get_config("gpu", chapter="07"))
+        >>> small.name, small.n_train, small.epochs, small.mixed_precision, small.chapter.sizes
+        ('gpu', 48, 1, 'bf16', (16, 32))
+    """
+    def capped(value: Any, cap: Any) -> Any:
+        if value is None or isinstance(cap, tuple):
+            return cap
+        return min(value, cap)
+
+    changes = {name: capped(getattr(cfg, name), cap) for name, cap in SMOKE_SIZES.items()}
+    if cfg.chapter is not None and cfg.chapter.SMOKE:
+        own = {name: capped(getattr(cfg.chapter, name), cap) for name, cap in cfg.chapter.SMOKE.items()}
+        changes["chapter"] = dataclasses.replace(cfg.chapter, **own)
+    return dataclasses.replace(cfg, **changes)

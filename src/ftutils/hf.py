@@ -9,6 +9,9 @@ subclass puts the regulariser's two calls where the book's own loop puts them:
 * ``after_step`` (the decoupled pull) right after ``optimizer.step()``, with each parameter group's
   learning rate, skipped when a mixed-precision step was skipped.
 
+:func:`precision_arguments` turns the book's ``mixed_precision`` into ``TrainingArguments`` settings that
+work on a CPU-only machine too (the ``Trainer`` refuses ``bf16=True`` there unless told ``use_cpu``).
+
 It also logs the penalty value λ‖θ−θ_p‖² next to the loss (``"reg_penalty"``). DeepSpeed and FSDP
 shard or replace parameters, which the regulariser's identity-based bookkeeping does not follow: use
 plain DDP or a single device.
@@ -39,6 +42,35 @@ import torch
 from transformers import Trainer, TrainerCallback
 
 from ftutils.regularizers import Regularizer
+
+
+def precision_arguments(mixed_precision: str) -> dict[str, bool]:
+    """``TrainingArguments`` keywords for the book's ``mixed_precision`` ("no", "bf16" or "fp16").
+
+    On a machine with no GPU, TPU or Apple GPU, ``use_cpu=True`` comes with them: the ``Trainer``
+    otherwise refuses bf16 ("Your setup doesn't support bf16/gpu"), while CPU autocast runs it.
+
+    Example:
+        >>> precision_arguments("no")
+        {'bf16': False, 'fp16': False}
+        >>> import torch
+        >>> precision_arguments("bf16")["use_cpu"] == (not torch.cuda.is_available())  # on this machine
+        True
+    """
+    if mixed_precision not in ("no", "bf16", "fp16"):
+        raise ValueError(f"mixed_precision={mixed_precision!r} is not allowed: expected 'no', 'bf16' or 'fp16'.")
+    chosen = {"bf16": mixed_precision == "bf16", "fp16": mixed_precision == "fp16"}
+    if mixed_precision != "no" and not _has_accelerator():
+        chosen["use_cpu"] = True
+    return chosen
+
+
+def _has_accelerator() -> bool:
+    """A CUDA/ROCm GPU, a TPU (torch_xla) or an Apple GPU (MPS) is there."""
+    from transformers.utils import is_torch_xla_available
+
+    mps = getattr(torch.backends, "mps", None)
+    return torch.cuda.is_available() or is_torch_xla_available() or bool(mps and mps.is_available())
 
 
 class _DecoupledPull(TrainerCallback):
