@@ -40,7 +40,7 @@ from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 from sklearn.manifold import TSNE
 
-from ftutils import chapter, data, models
+from ftutils import chapter, data, models, results
 
 chapter.check("FINETUNE_EPOCHS", FINETUNE_EPOCHS, kind=int, minimum=1)
 cfg = chapter.start(CONFIG, SEED, chapter="02", epochs=FINETUNE_EPOCHS)  # sizes: ftutils.config.CHAPTERS
@@ -350,6 +350,15 @@ assert all(r < 0.05 for r in body.values()), relative
 assert relative["pooler"] > max(body.values()), relative
 assert acc_finetuned > acc_pretrained - 0.10, (acc_finetuned, acc_pretrained)
 assert acc_finetuned > majority + 0.05, (acc_finetuned, majority)
+
+
+# %% tags=["remove-cell"]
+# For the results page (book/results.md): the probe and the fine-tuned model, one run each.
+results.record(task="sentiment (rotten_tomatoes): linear probe on frozen MiniLM features", metric="test accuracy",
+               scores=acc_pretrained, baseline="the same probe on random-init features", baseline_score=acc_random,
+               config=cfg.name)
+results.record(task=f"sentiment (rotten_tomatoes): MiniLM fine-tuned {FINETUNE_EPOCHS} epoch(s)", metric="test accuracy",
+               scores=acc_finetuned, baseline="majority class", baseline_score=majority, config=cfg.name)
 
 # %% [markdown]
 # Fine-tuning changed every block of the encoder, yet the embeddings and the six transformer layers each

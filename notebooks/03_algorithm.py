@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ftutils import batching, chapter, checks, data, experiments, models, recipes, regularizers, trainer
+from ftutils import batching, chapter, checks, data, experiments, models, recipes, regularizers, results, trainer
 
 # A short run per setting on cpu-tiny (48 steps), with warm-up and a faster head: ftutils.config.CHAPTERS["03"].
 cfg = chapter.start(CONFIG, SEED, chapter="03")
@@ -425,6 +425,15 @@ strong = [lam for lam in FORMS["weight-decay"] if lam >= 100 and lam in FORMS["l
 for lam in strong:
     assert mean_of(distance, "weight-decay", lam) > base_dist, (lam, distance)
     assert mean_of(distance, "weight-decay", lam) > mean_of(distance, "l2sp", lam), (lam, distance)
+
+
+# %% tags=["remove-cell"]
+# For the results page (book/results.md): every setting of the sweep over its seeds.
+for (form, lam), group in runs.groupby(["kind", "strength"], sort=False):
+    setting = "no regulariser" if form == "none" else f"{form}, λ = {lam:g}"
+    results.record(task=f"sentiment (rotten_tomatoes), {setting}", metric="validation accuracy",
+                   scores=group["accuracy"].tolist(), baseline="majority class", baseline_score=majority,
+                   config=cfg.name, seconds=group["seconds"].sum())
 
 # %% [markdown]
 # How to read these results, and what they do not say:

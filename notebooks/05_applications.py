@@ -45,7 +45,7 @@ import pandas as pd
 import transformers
 
 from ftutils import (baselines, batching, chapter, checks, data, generation, lora, metrics, models, multilingual, ner, qa,
-                     recipes, trainer)
+                     recipes, results, trainer)
 
 # A few hundred examples per task on cpu-tiny, every example on gpu: ftutils.config.CHAPTERS["05"].
 cfg = chapter.start(CONFIG, SEED, chapter="05")
@@ -590,6 +590,13 @@ table["score"] = table["score"].astype(float).round(3)
 table["baseline_score"] = table["baseline_score"].astype(float).round(3)
 table["train_s"] = table["train_s"].astype(float).round(1)
 table.set_index("task")
+
+# %% tags=["remove-cell"]
+# For the results page (book/results.md): every row of the summary, one run each.
+for row in summary:
+    results.record(task=f"{row['task']}: {row['model']}", metric=row["metric"], scores=float(row["score"]),
+                   baseline=row["baseline"], baseline_score=float(row["baseline_score"]), config=cfg.name,
+                   seconds=row["train_s"])
 
 # %% [markdown]
 # * The same five calls (load data, load model, tokenise, train, score) cover classification,

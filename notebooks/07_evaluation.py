@@ -44,7 +44,7 @@ import pandas as pd
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from ftutils import (baselines, batching, chapter, checks, data, evaluation, generation, lora, metrics, models,
+from ftutils import (baselines, batching, chapter, checks, data, evaluation, generation, lora, metrics, models, results,
                      plotting, recipes, trainer)
 
 # The learning curve trains 2 x sizes x seeds models; on cpu-tiny they fit in a few minutes on two CPU cores
@@ -350,6 +350,17 @@ assert all(m[("fine-tuned", n)] > m[("random init", n)] for n in SIZES), m
 small = {k: m[(k, SIZES[0])] for k in methods}
 assert min(small["fine-tuned"], small["linear probe"]) > majority_accuracy + 0.02, small
 assert min(small["fine-tuned"], small["linear probe"]) > max(small["TF-IDF"], small["random init"]), small
+
+
+# %% tags=["remove-cell"]
+# For the results page (book/results.md): each method at each size of the learning curve over its seeds, against TF-IDF at that size.
+for (method, n), group in curve.groupby(["method", "n"], sort=False):
+    if method == "TF-IDF":
+        continue
+    tfidf = curve[(curve["method"] == "TF-IDF") & (curve["n"] == n)]["accuracy"].tolist()
+    results.record(task=f"sentiment (rotten_tomatoes), {n} training reviews: {method}", metric="test accuracy",
+                   scores=group["accuracy"].tolist(), baseline="TF-IDF + logistic regression", baseline_score=tfidf,
+                   config=cfg.name, seconds=group["seconds"].sum())
 
 # %% [markdown]
 # Read the figure from left to right. With the fewest labelled reviews only the two methods built on

@@ -7,6 +7,7 @@ real kernel on a two-cell notebook (a few seconds).
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 import textwrap
 import time
@@ -105,7 +106,7 @@ def test_run_executes_with_parameters_and_a_failing_chapter_names_its_cell(tiny_
     printed = "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs)
     assert "cpu-tiny 42" in printed
     assert executed.metadata["ftutils"] == {"config": "cpu-tiny", "parameters": {"N_ITEMS": 21},
-                                            "seconds": round(times["01_ok"], 1), "book_config": None}
+                                            "seconds": round(times["01_ok"], 1), "book_config": None, "results": []}
     table = (tiny_book / book.TIMES_FILE).read_text()
     assert "| 01_ok | cpu-tiny N_ITEMS=21 |" in table
 
@@ -425,3 +426,28 @@ def test_every_chapter_tags_its_claims_and_the_smoke_knobs_exist():
         assert all("remove-cell" in c.metadata["tags"] and "assert" in c.source for c in tagged), chapter.name
         knobs = book.SMOKE_PARAMETERS.get(chapter.number, {})
         assert set(knobs) <= set(book.parameter_names(notebook)), (chapter.name, knobs)
+
+
+def test_run_collects_each_chapters_results_into_the_results_file_and_page(tiny_book):
+    (tiny_book / "notebooks" / "02_result.py").write_text(textwrap.dedent('''\
+        # %% tags=["parameters"]
+        CONFIG = "cpu-tiny"
+        SCORE = 0.8
+
+        # %%
+        from ftutils import results
+        results.record(task="sentiment", metric="accuracy", scores=[SCORE, SCORE + 0.02], baseline="majority",
+                       baseline_score=0.6, config=CONFIG, seconds=3.0)
+        '''))
+    (tiny_book / "book").mkdir()
+    book.run(tiny_book, "cpu-tiny", ["01", "02"], build_html=False)
+    rows = json.loads((tiny_book / "book" / "results.json").read_text())
+    assert [(r["chapter"], r["task"], r["score"], r["spread"], r["seeds"]) for r in rows] == [
+        ("02", "sentiment", 0.81, 0.02, 2)]
+    page = (tiny_book / "book" / "results.md").read_text()
+    assert "| 02 | sentiment | accuracy | 0.810 | 0.020 | 2 | majority | 0.600 | yes | 3 |" in page
+    book.run(tiny_book, "cpu-tiny", ["02"], {"SCORE": 0.5}, build_html=False)  # another knob: results stay
+    assert json.loads((tiny_book / "book" / "results.json").read_text()) == rows
+    book.run(tiny_book, "gpu", ["02"], build_html=False)  # another config: its own file, no page
+    assert (tiny_book / "book" / "results-gpu.json").is_file()
+    assert json.loads((tiny_book / "book" / "results.json").read_text()) == rows

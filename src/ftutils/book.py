@@ -228,7 +228,8 @@ def execute_chapter(root: Path, chapter: Chapter, config: str, params: dict[str,
         nbformat.write(notebook, source)
         record = Path(tmp) / "config.json"  # ftutils.chapter.start writes the configuration it ran
         started = time.perf_counter()
-        env = {RECORD_ENV: str(record), SMOKE_ENV: "1" if smoke else "0"}
+        results_rows = Path(tmp) / "results.jsonl"  # ftutils.results.record appends the chapter's results
+        env = {RECORD_ENV: str(record), SMOKE_ENV: "1" if smoke else "0", RESULTS_ENV: str(results_rows)}
         try:
             with expected_errors_allowed(), _environment(env):
                 papermill.execute_notebook(
@@ -243,16 +244,19 @@ def execute_chapter(root: Path, chapter: Chapter, config: str, params: dict[str,
             raise ChapterFailed(_failure_message(chapter, out, exc)) from None
         seconds = time.perf_counter() - started
         ran = json.loads(record.read_text()) if record.is_file() else None
+        rows = [json.loads(line) for line in results_rows.read_text().splitlines()] if results_rows.is_file() else []
     executed = nbformat.read(out, as_version=4)
     executed.metadata.setdefault("ftutils", {})
     executed.metadata["ftutils"].update({"config": config, "parameters": params, "seconds": round(seconds, 1),
-                                         "book_config": ran})
+                                         "book_config": ran, "results": [{**r, "chapter": chapter.number}
+                                                                         for r in rows]})
     nbformat.write(executed, out)
     return seconds
 
 
 RECORD_ENV = "FTUTILS_RECORD_CONFIG"  # read by ftutils.chapter.start (not imported here: it imports torch)
 SMOKE_ENV = "FTUTILS_SMOKE"  # ftutils.config.SMOKE_ENV, read by ftutils.chapter.start
+RESULTS_ENV = "FTUTILS_RECORD_RESULTS"  # ftutils.results.RESULTS_ENV, read by ftutils.results.record
 CLAIMS_TAG = "claims"
 NOT_CHECKED = "claim not checked in a smoke run"  # what ftutils.chapter.run_claims prints
 
@@ -498,12 +502,29 @@ def run(root: Path, config: str = DEFAULT_CONFIG, only: Sequence[str] | None = N
         print(f"[book] {chapter.name}: {seconds:.1f} s", flush=True)
         label = config if not params else f"{config} " + " ".join(f"{k}={v}" for k, v in params.items())
         write_times(root, {(chapter.name, label): (seconds, _today(), machine)})
+        if not params:  # a run with other knobs (another SEED, say) does not replace the book's results
+            record_results(root, chapter, config)
     if config == DEFAULT_CONFIG and not params:
         write_sizes(root)
     if build_html:
         seconds = build(root)
         write_times(root, {(HTML_ROW, "-"): (seconds, _today(), machine)})
     return times
+
+
+def record_results(root: Path, chapter: Chapter, config: str) -> Path:
+    """Put the results rows of ``chapter``'s last run (``executed/``) into the config's results file,
+    replacing that chapter's earlier rows, and regenerate ``book/results.md`` (``cpu-tiny`` only)."""
+    import nbformat
+
+    from ftutils import results  # light: json and os only
+
+    executed = nbformat.read(chapter.executed(root), as_version=4)
+    rows = executed.metadata.get("ftutils", {}).get("results", [])
+    file = results.results_file(root, config)
+    results.merge(file, chapter.number, rows)
+    results.write_page(root, config)
+    return file
 
 
 SEEDS_DIR = "executed/seeds"
