@@ -250,7 +250,8 @@ CHAPTERS: dict[str, dict[str, BookConfig]] = {
     # A short run per setting: the grid trains (forms x λ + 1) x seeds models, and the whole chapter must
     # fit in a few minutes on two CPU cores. Small batches and a larger learning rate give 48 steps per
     # run, enough to lift MiniLM clearly above the majority class (16 steps of batch 16 at 1e-4 did not,
-    # in our measurements); the gpu configuration keeps its full data, epochs and learning rate.
+    # in our measurements; the chapter's mean-pooling head starts from a linear probe, so every λ learns);
+    # the gpu configuration keeps its full data, epochs and learning rate.
     "03": {
         "cpu-tiny": _on("cpu-tiny", n_train=384, n_eval=256, max_length=32, epochs=1, batch_size=8,
                         learning_rate=2e-4, warmup=0.1, head_lr_multiplier=10.0),
