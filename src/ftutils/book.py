@@ -48,6 +48,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ftutils import results  # json and os only: the runner stays light (no torch)
+from ftutils.config import SMOKE_ENV  # read by ftutils.chapter.start
+
 EXECUTED_DIR = "executed"
 COLAB_DIR = "colab"
 NOTEBOOK_DIR = "notebooks"
@@ -229,7 +232,7 @@ def execute_chapter(root: Path, chapter: Chapter, config: str, params: dict[str,
         record = Path(tmp) / "config.json"  # ftutils.chapter.start writes the configuration it ran
         started = time.perf_counter()
         results_rows = Path(tmp) / "results.jsonl"  # ftutils.results.record appends the chapter's results
-        env = {RECORD_ENV: str(record), SMOKE_ENV: "1" if smoke else "0", RESULTS_ENV: str(results_rows)}
+        env = {RECORD_ENV: str(record), SMOKE_ENV: "1" if smoke else "0", results.RESULTS_ENV: str(results_rows)}
         try:
             with expected_errors_allowed(), _environment(env):
                 papermill.execute_notebook(
@@ -244,19 +247,16 @@ def execute_chapter(root: Path, chapter: Chapter, config: str, params: dict[str,
             raise ChapterFailed(_failure_message(chapter, out, exc)) from None
         seconds = time.perf_counter() - started
         ran = json.loads(record.read_text()) if record.is_file() else None
-        rows = [json.loads(line) for line in results_rows.read_text().splitlines()] if results_rows.is_file() else []
+        rows = results.read_recorded(results_rows, chapter.number)
     executed = nbformat.read(out, as_version=4)
     executed.metadata.setdefault("ftutils", {})
     executed.metadata["ftutils"].update({"config": config, "parameters": params, "seconds": round(seconds, 1),
-                                         "book_config": ran, "results": [{**r, "chapter": chapter.number}
-                                                                         for r in rows]})
+                                         "book_config": ran, "results": rows})
     nbformat.write(executed, out)
     return seconds
 
 
 RECORD_ENV = "FTUTILS_RECORD_CONFIG"  # read by ftutils.chapter.start (not imported here: it imports torch)
-SMOKE_ENV = "FTUTILS_SMOKE"  # ftutils.config.SMOKE_ENV, read by ftutils.chapter.start
-RESULTS_ENV = "FTUTILS_RECORD_RESULTS"  # ftutils.results.RESULTS_ENV, read by ftutils.results.record
 CLAIMS_TAG = "claims"
 NOT_CHECKED = "claim not checked in a smoke run"  # what ftutils.chapter.run_claims prints
 
@@ -268,7 +268,8 @@ def claims_reported(notebook: Any) -> Any:
 
     Example:
         >>> import nbformat
-        >>> nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("assert x > 1", metadata={"tags": ["claims"]})])
+        >>> cell = nbformat.v4.new_code_cell("assert x > 1", metadata={"tags": ["claims"]})
+        >>> nb = nbformat.v4.new_notebook(cells=[cell])
         >>> print(claims_reported(nb).cells[0].source)
         # assert x > 1  (smoke run: claims reported, not asserted)
         __import__('ftutils.chapter').chapter.run_claims('assert x > 1', globals())
@@ -516,8 +517,6 @@ def record_results(root: Path, chapter: Chapter, config: str) -> Path:
     """Put the results rows of ``chapter``'s last run (``executed/``) into the config's results file,
     replacing that chapter's earlier rows, and regenerate ``book/results.md`` (``cpu-tiny`` only)."""
     import nbformat
-
-    from ftutils import results  # light: json and os only
 
     executed = nbformat.read(chapter.executed(root), as_version=4)
     rows = executed.metadata.get("ftutils", {}).get("results", [])
