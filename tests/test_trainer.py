@@ -51,8 +51,9 @@ class CountingRegularizer:
         self.calls.append(("before", None))
 
     def after_step(self, optimizer: torch.optim.Optimizer) -> None:
-        # the trainer passes the torch optimizer itself, so that each group's learning rate is used
-        assert type(optimizer) is torch.optim.AdamW, type(optimizer)
+        # the trainer passes the torch optimizer itself (not Accelerate's wrapper), so that each
+        # group's learning rate is used
+        assert type(optimizer) is tr.BufferedAdamW, type(optimizer)
         self.calls.append(("after", tuple(sorted({g["lr"] for g in optimizer.param_groups}))))
         if self.raise_at_step is not None and sum(c[0] == "after" for c in self.calls) == self.raise_at_step:
             raise KeyboardInterrupt("simulated kill")
@@ -285,9 +286,10 @@ def test_adaptive_optimizers_learn_the_toy_task(name, lr):
 def test_optimizer_choice_builds_the_named_optimizer_and_rejects_unknown_names():
     model = tiny_bert()
     groups = build_param_groups(model, learning_rate=1e-3, layer_decay=0.5)
-    for name, cls in [("adamw", torch.optim.AdamW), ("sgd", torch.optim.SGD), ("adafactor", torch.optim.Adafactor)]:
+    for name, cls in [("adamw", tr.BufferedAdamW), ("sgd", torch.optim.SGD), ("adafactor", torch.optim.Adafactor)]:
         opt = tr.make_optimizer(groups, TrainingConfig(optimizer=name, learning_rate=1e-3))
         assert type(opt) is cls
+        assert name != "adamw" or isinstance(opt, torch.optim.AdamW)
         # the layer-wise learning rates survive into the optimizer
         assert sorted({g["lr"] for g in opt.param_groups}) == sorted({g["lr"] for g in groups})
     with pytest.raises(ValueError, match="optimizer='lion'.*adamw, sgd, adafactor"):
@@ -362,3 +364,95 @@ def test_best_weights_file_is_fsynced_before_its_rename(tmp_path, monkeypatch):
     tr._save_weights_atomic({"w": torch.ones(2)}, tmp_path / "best-model.safetensors")
     assert events == [("file", ".best-model.safetensors.tmp"), ("rename", "best-model.safetensors"),
                       ("dir", tmp_path.name)]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Issue 18: a faster CPU AdamW step with the same numbers, and the bf16 CPU check
+
+
+def _adamw_runs(make, steps: int = 6, weight_decay: float = 0.01) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    """A tiny BERT stepped ``steps`` times by ``make(groups)`` on fixed gradients (head 10x, decay on
+    matrices, the pooler frozen so that some parameters have no gradient, one non-contiguous weight)."""
+    model = tiny_bert(seed=3)
+    for p in model.bert.pooler.parameters():
+        p.requires_grad_(False)
+    dense = model.bert.encoder.layer[0].intermediate.dense
+    dense.weight = torch.nn.Parameter(dense.weight.detach().t().contiguous().t())  # same values, transposed strides
+    assert not dense.weight.is_contiguous()
+    groups = build_param_groups(model, learning_rate=1e-3, weight_decay=weight_decay, head_lr_multiplier=10.0)
+    opt = make(groups)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, tr.lr_lambda("linear", 2, steps))
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(steps):
+        for p in model.parameters():
+            p.grad = torch.randn(p.shape, generator=gen) * 1e-2 if p.requires_grad else None
+        opt.step()
+        sched.step()
+    return model, opt
+
+
+def test_buffered_adamw_is_bit_identical_to_torch_adamw():
+    ref, ref_opt = _adamw_runs(lambda g: torch.optim.AdamW(g, lr=1e-3))
+    for make in (lambda g: tr.BufferedAdamW(g, lr=1e-3),
+                 lambda g: tr.make_optimizer(g, TrainingConfig(learning_rate=1e-3)),
+                 lambda g: tr.BufferedAdamW(g, lr=1e-3, foreach=True)):  # torch's own foreach path
+        model, opt = _adamw_runs(make)
+        for (name, a), b in zip(ref.state_dict().items(), model.state_dict().values()):
+            assert torch.equal(a, b), name
+        for p_ref, p in zip(ref.parameters(), model.parameters()):
+            assert set(opt.state[p]) == set(ref_opt.state[p_ref])
+            for key, value in ref_opt.state[p_ref].items():
+                assert torch.equal(value, opt.state[p][key]), key
+    # the moments are torch's: a checkpoint of either optimizer loads into the other
+    fresh = tr.BufferedAdamW(build_param_groups(ref, learning_rate=1e-3, weight_decay=0.01, head_lr_multiplier=10.0),
+                             lr=1e-3)
+    fresh.load_state_dict(ref_opt.state_dict())
+    assert not any("scratch" in k for k in fresh.state_dict()) and "_scratch_buffers" not in fresh.state_dict()
+    # it really saved work: one scratch buffer, the size of the largest parameter
+    _, opt = _adamw_runs(lambda g: tr.BufferedAdamW(g, lr=1e-3))
+    largest = max(p.numel() for g in opt.param_groups for p in g["params"])
+    assert [b.numel() for b in opt._scratch_buffers.values()] == [largest]
+
+
+def test_training_with_buffered_adamw_ends_with_the_weights_of_torch_adamw(monkeypatch):
+    data, held_out = toy_data(64), toy_data(24, seed=1)
+    cfg = TrainingConfig(epochs=2, batch_size=16, learning_rate=3e-3, warmup=0.2, head_lr_multiplier=10.0,
+                         weight_decay=0.01, logging_steps=2, progress=False)
+    fast_model = tiny_bert()
+    fast = train(fast_model, data, held_out, config=cfg)
+    monkeypatch.setattr(tr, "make_optimizer", lambda groups, config: torch.optim.AdamW(
+        groups, lr=config.learning_rate, betas=config.adam_betas, eps=config.adam_eps))
+    plain_model = tiny_bert()
+    plain = train(plain_model, data, held_out, config=cfg)
+    assert fast.final_metrics == plain.final_metrics
+    assert strip_timing(fast.history) == strip_timing(plain.history)
+    for (name, a), b in zip(fast_model.state_dict().items(), plain_model.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_cpu_supports_bf16_reads_the_cpu_flags(tmp_path, monkeypatch):
+    def cpuinfo(flags: str) -> str:
+        path = tmp_path / f"cpuinfo-{len(list(tmp_path.iterdir()))}"
+        path.write_text(f"processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: fpu sse2 {flags}\n\n"
+                        f"processor\t: 1\nflags\t\t: fpu sse2 {flags}\n")
+        return str(path)
+
+    monkeypatch.setattr(tr.sys, "platform", "linux")
+    assert tr.cpu_supports_bf16(cpuinfo("avx512f avx512_bf16")) is True
+    assert tr.cpu_supports_bf16(cpuinfo("amx_bf16 amx_tile")) is True
+    assert tr.cpu_supports_bf16(cpuinfo("avx2 avx512f avx512_vnni")) is False
+    assert tr.cpu_supports_bf16(str(tmp_path / "missing")) is False
+    monkeypatch.setattr(tr.sys, "platform", "darwin")
+    assert tr.cpu_supports_bf16(cpuinfo("avx512_bf16")) is False
+
+
+def test_bf16_mixed_precision_really_autocasts_on_cpu():
+    model = tiny_bert()
+    seen = []
+    model.bert.encoder.layer[0].intermediate.dense.register_forward_hook(lambda m, i, out: seen.append(out.dtype))
+    cfg = TrainingConfig(max_steps=2, batch_size=8, mixed_precision="bf16", progress=False, eval_strategy="no")
+    train(model, toy_data(16), config=cfg)
+    assert seen == [torch.bfloat16, torch.bfloat16]  # the matrix products ran in bf16
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # on fp32 master weights
+    model(torch.tensor([[1, 7, 2]]))
+    assert seen[-1] == torch.float32  # and the model comes back without the autocast wrapper
