@@ -9,6 +9,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 import itertools
+import socket
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -88,8 +91,37 @@ def test_parallel_workers_fill_one_study(tmp_path):
     pids = {p.stdout.split()[2] for p in procs}
     assert len(pids) == 2
     df = search.trials_frame(search.open_study("random", SPACE, storage=storage, study_name="par"))
-    assert 6 <= len(df) <= 7  # two workers may both start the last trial
+    assert len(df) == 6  # the budget: a worker that would start a seventh trial stops instead
     assert df["trial"].tolist() == list(range(len(df)))
+
+
+def test_a_trial_running_elsewhere_counts_toward_the_budget_and_a_dead_one_does_not(tmp_path):
+    """Chapter 6's TPE once ran 7 trials on a budget of 6: two workers both started the last one."""
+    import optuna
+
+    calls = []
+
+    def objective(p):
+        calls.append(p)
+        return search.quadratic_objective(p)
+
+    storage = tmp_path / "study.journal"
+    search.run_search(objective, SPACE, method="random", n_trials=5, storage=storage, study_name="s")
+    study = search.open_study("random", SPACE, storage=storage, study_name="s")
+    elsewhere = study.ask()  # trial 5, running in a live process (this one)
+    elsewhere.set_user_attr("ftutils_worker", f"{socket.gethostname()}:{os.getpid()}")
+    df = search.run_search(objective, SPACE, method="random", n_trials=6, storage=storage, study_name="s")
+    assert len(calls) == 5 and len(df) == 5  # the sixth trial is the one running elsewhere: none started here
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    assert states.count(optuna.trial.TrialState.PRUNED) == 1
+    study.tell(elsewhere, 0.0)
+
+    # A trial left RUNNING by a process that was killed does not hold up a resumed search.
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = study.ask()
+    stale.set_user_attr("ftutils_worker", f"{socket.gethostname()}:{int(gone.stdout)}")
+    df = search.run_search(objective, SPACE, method="random", n_trials=7, storage=storage, study_name="s")
+    assert len(df) == 7 and len(calls) == 6
 
 
 def test_best_so_far_minimizing():

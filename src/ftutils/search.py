@@ -31,6 +31,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -56,6 +57,7 @@ __all__ = [
 ]
 
 METHODS = ("grid", "random", "tpe")
+_OWNER = "ftutils_worker"  # user attribute of a stored trial: "host:pid" of the process that runs it
 _KINDS = ("log", "float", "int", "choice")
 
 
@@ -205,10 +207,53 @@ def run_search(
     study = open_study(method, space, storage=storage, study_name=study_name, seed=seed, grid=grid,
                        direction=direction)
     done = sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
+
+    def run_trial(trial: Any) -> float:
+        if storage is not None and _over_budget(trial, n_trials):
+            trial.study.stop()  # another process is already running the last trial of the budget
+            raise optuna.TrialPruned(f"the study already has {n_trials} finished or running trials")
+        return float(objective(suggest(trial, space)))
+
     if done < n_trials:
-        study.optimize(lambda trial: float(objective(suggest(trial, space))), n_trials=n_trials - done,
+        study.optimize(run_trial, n_trials=n_trials - done,
                        callbacks=[optuna.study.MaxTrialsCallback(n_trials, states=(optuna.trial.TrialState.COMPLETE,))])
     return trials_frame(study)
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _alive(trial: Any) -> bool:
+    """Whether a RUNNING trial's process still runs (unknown owner or another host: assume it does)."""
+    host, _, pid = str(trial.user_attrs.get(_OWNER, "")).rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _over_budget(trial: Any, n_trials: int) -> bool:
+    """True if ``n_trials`` trials numbered before ``trial`` are finished or running in a live process.
+
+    Several processes share a stored study (:func:`launch_workers`). Counting only finished trials,
+    two workers that both see ``n_trials - 1`` of them each start one more, and the study ends with
+    ``n_trials + 1``. Trial numbers are handed out by the storage one at a time, so the first
+    ``n_trials`` of them run and a later one is surplus; a trial left RUNNING by a process that was
+    killed (on this machine) does not count, so a resumed search replaces it.
+    """
+    import optuna
+
+    trial.set_user_attr(_OWNER, _owner())
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING)
+    earlier = [t for t in trial.study.get_trials(deepcopy=False, states=states) if t.number < trial.number
+               and (t.state == optuna.trial.TrialState.COMPLETE or _alive(t))]
+    return len(earlier) >= n_trials
 
 
 def best_so_far(values: Sequence[float], *, maximize: bool = True) -> list[float]:
