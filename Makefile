@@ -1,7 +1,7 @@
 # The two commands a fresh machine needs (see README.md):
 #   make book   set everything up, execute every chapter on cpu-tiny, build the HTML
-#   make test   set everything up, run the unit tests, check the executed chapters (nbval) and
-#               smoke-run the gpu configuration on the CPU
+#   make test   set everything up, run the unit tests, open every page of the built book in headless
+#               Chromium, check the executed chapters (nbval) and smoke-run the gpu configuration on the CPU
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -12,7 +12,7 @@ export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PYTHONHASHSEED := 0
 
-.PHONY: setup assets book html test unit chapters smoke check-sync compare seeds stack-floor stack-colab clean
+.PHONY: setup assets book html test unit browser chapters smoke check-sync compare seeds stack-floor stack-colab clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,15 @@ html: setup
 	$(PY) -m ftutils.book build
 
 unit: assets
-	$(PY) -m pytest -q -p no:cacheprovider tests --doctest-modules src/ftutils
+	$(PY) -m pytest -q -p no:cacheprovider tests --doctest-modules src/ftutils --ignore tests/test_browser_book.py
+
+# Every page of the built book in headless Chromium (the system package: `apt-get install chromium`),
+# at 1400 px and 420 px: console errors, untypeset math, content cut at the column's edge, references
+# that do not resolve, images that do not load (ftutils.browser). Builds the HTML if there is none.
+# Screenshots of every page: _build/screenshots/index.html.
+browser: setup
+	@test -f _build/html/index.html || $(PY) -m ftutils.book build
+	FTUTILS_BROWSER_REQUIRED=1 $(PY) -m pytest -q -p no:cacheprovider tests/test_browser_book.py
 
 check-sync: setup
 	$(PY) -m ftutils.book check-sync
@@ -59,7 +67,7 @@ chapters: assets check-sync
 smoke: assets
 	$(PY) -m ftutils.book run --config gpu --smoke --no-build
 
-test: unit chapters smoke
+test: unit browser chapters smoke
 
 # The version ranges of pyproject.toml are what Colab installs against: test them. Each target builds
 # .venv-<stack> (about 4 GB of CUDA-build wheels from PyPI; code runs on the CPU), then runs the unit
