@@ -1,12 +1,18 @@
-"""Figures for the book: one run's training curves, and a test metric against the training-set size.
+"""Figures for the book: training curves, learning curves, λ sweeps, parameter counts, search curves.
 
 :func:`plot_learning_curves` draws a :func:`ftutils.trainer.train` history (loss and a validation
 metric against the optimizer step); :func:`plot_train_size_curve` draws a learning curve over
 training-set sizes (:func:`ftutils.evaluation.run_learning_curve`, summarised by
-:func:`ftutils.evaluation.curve_summary`).
+:func:`ftutils.evaluation.curve_summary`); :func:`plot_over_strength` and :func:`strength_axis` draw a
+metric against a regularisation strength λ with λ = 0 as its own point beyond an axis break;
+:func:`plot_parameter_blocks` draws parameters per block of one or more models;
+:func:`plot_best_so_far` draws the best-so-far curves of searches that may coincide.
 
 Every figure has a title, axis labels with units and a legend, and is returned (not shown), so a
-notebook cell ends with the figure and the build renders it.
+notebook cell ends with the figure and the build renders it. :func:`layout_problems` says what a
+reader could not read in a figure: tick labels that overlap, text cut at the figure's edge, and text
+smaller than ``min_font_px`` once the figure is scaled to the page's text column (the tests hold
+every helper to it).
 
 Example:
     >>> history = [{"step": 10, "epoch": 0.5, "train_loss": 0.7, "lr": 5e-5},
@@ -23,9 +29,17 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import matplotlib.pyplot as plt
+import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator, NullFormatter, NullLocator
+from matplotlib.transforms import blended_transform_factory
 
-__all__ = ["plot_learning_curves", "plot_train_size_curve", "history_table"]
+__all__ = ["plot_learning_curves", "plot_train_size_curve", "plot_over_strength", "strength_axis",
+           "zero_position", "plot_parameter_blocks", "block_label", "plot_best_so_far", "layout_problems",
+           "PAGE_WIDTH_PX", "history_table"]
+
+#: Width (CSS px) of the book's text column at desktop width: a wider figure is scaled down to it.
+PAGE_WIDTH_PX = 800
 
 
 def _series(history: Sequence[Mapping[str, Any]], key: str, x: str) -> tuple[list[float], list[float]]:
@@ -133,6 +147,9 @@ def plot_train_size_curve(summary: Any, *, metric_label: str = "test accuracy (f
     ax.set_xscale("log")
     sizes = sorted(set(summary.index.get_level_values("n")))
     ax.set_xticks(sizes, [f"{n:,}" for n in sizes])
+    # Only the measured sizes are labelled: a log axis spanning about one decade also labels minor
+    # ticks ("3×10²", "4×10²"), which collide with a size such as 360.
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("labelled training examples (log scale)")
     ax.set_ylabel(metric_label)
     ax.set_title(title)
@@ -140,6 +157,247 @@ def plot_train_size_curve(summary: Any, *, metric_label: str = "test accuracy (f
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def zero_position(strengths: Sequence[float]) -> float:
+    """Where a log λ axis draws λ = 0: 1.5 decades below the smallest positive λ (1e-2 if none).
+
+    Example:
+        >>> zero_position([0.0, 0.01, 1.0, 100.0])
+        0.0003162...
+    """
+    positive = [float(v) for v in strengths if float(v) > 0]
+    return (min(positive) if positive else 1.0) / 10 ** 1.5
+
+
+def plot_over_strength(ax: Any, summary: Any, *, label: str, color: str | None = None,
+                       zero: float | None = None) -> None:
+    """Mean ± std of a metric against a strength λ (the index of ``summary``) on a log x-axis.
+
+    ``summary`` has columns ``mean`` and ``std`` indexed by λ (e.g. one form of
+    :func:`ftutils.experiments.summarize`). A log axis has no room for λ = 0, and a symlog axis spends
+    its width on negative λ that were never run, so λ = 0 is drawn as its own hollow marker at
+    ``zero`` (default :func:`zero_position`), joined to the rest by a dotted line across the axis
+    break that :func:`strength_axis` draws.
+    """
+    rows = summary.sort_index()
+    lam = np.asarray(rows.index, dtype=float)
+    mean = np.asarray(rows["mean"], dtype=float)
+    std = np.nan_to_num(np.asarray(rows["std"], dtype=float)) if "std" in rows else np.zeros_like(mean)
+    positive = lam > 0
+    if (lam < 0).any():
+        raise ValueError(f"strengths {sorted(lam[lam < 0])} are negative: λ must be >= 0.")
+    line = None
+    if positive.any():
+        line = ax.errorbar(lam[positive], mean[positive], yerr=std[positive], marker="o", capsize=3,
+                           color=color, label=label)
+        color = line.lines[0].get_color()
+    if (~positive).any():
+        x0 = zero if zero is not None else zero_position(lam)
+        ax.errorbar([x0], mean[~positive][:1], yerr=std[~positive][:1], marker="o", markerfacecolor="white",
+                    capsize=3, color=color, linestyle="none", label=None if line is not None else label)
+        if positive.any():
+            ax.plot([x0, lam[positive][0]], [mean[~positive][0], mean[positive][0]], ":", color=color)
+
+
+def strength_axis(ax: Any, strengths: Sequence[float], *, label: str = "λ (strength; 0 = no regulariser)") -> None:
+    """A log x-axis labelled with the strengths that were run, λ = 0 beyond a break (``//``).
+
+    Pairs with :func:`plot_over_strength`; the limits leave half a decade on each side, so the
+    markers and error bars at the ends are not cut.
+
+    Example:
+        >>> fig, ax = plt.subplots()
+        >>> strength_axis(ax, [0.0, 0.01, 1.0, 100.0])
+        >>> [t.get_text() for t in ax.get_xticklabels()]
+        ['0', '0.01', '1', '100']
+        >>> plt.close(fig)
+    """
+    values = sorted({float(v) for v in strengths})
+    positive = [v for v in values if v > 0]
+    x0 = zero_position(values)
+    ticks = ([x0] if values and values[0] == 0 else []) + positive
+    ax.set_xscale("log")
+    ax.set_xticks(ticks, [("0" if t == x0 and values[0] == 0 else f"{t:g}") for t in ticks])
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xlim((ticks[0] if ticks else x0) / 10 ** 0.5, (positive[-1] if positive else x0) * 10 ** 0.5)
+    if positive and values[0] == 0:
+        at = (x0 * positive[0]) ** 0.5
+        ax.text(at, 0, "//", transform=blended_transform_factory(ax.transData, ax.transAxes), ha="center",
+                va="center", fontsize=11, clip_on=False, bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.5})
+    ax.set_xlabel(label)
+
+
+def block_label(name: str) -> str:
+    """A short, readable label for a parameter block of :func:`ftutils.models.count_parameters`.
+
+    Example:
+        >>> [block_label(n) for n in ("embeddings.position_embeddings", "encoder.layer.3", "model.embed_tokens",
+        ...                           "model.norm", "pooler.dense", "embeddings.LayerNorm")]
+        ['position emb.', '3', 'token emb.', 'final norm', 'pooler', 'emb. norm']
+    """
+    parts = name.split(".")
+    last = parts[-1]
+    if last.isdigit():
+        return last
+    known = {"word_embeddings": "token emb.", "embed_tokens": "token emb.", "wte": "token emb.",
+             "position_embeddings": "position emb.", "wpe": "position emb.", "token_type_embeddings": "segment emb.",
+             "norm": "final norm", "ln_f": "final norm", "final_layernorm": "final norm", "lm_head": "LM head",
+             "classifier": "head", "score": "head"}
+    if "pooler" in parts:
+        return "pooler"
+    if last.lower() == "layernorm":
+        return "emb. norm" if "embeddings" in parts else "norm"
+    return known.get(last, last.replace("_", " ")[:14])
+
+
+def plot_parameter_blocks(blocks: Mapping[str, Mapping[str, int]], *, colors: Sequence[str] | None = None,
+                          title: str = "Where the parameters sit: one bar per block",
+                          xlabel: str = "block (embeddings, layer index, final parts)") -> Figure:
+    """One bar chart per model of the parameters (millions) in each block, side by side, shared y.
+
+    ``blocks`` maps a panel title (e.g. "encoder: all-MiniLM-L6-v2") to
+    :func:`ftutils.models.count_parameters`. Panels are as wide as their number of bars, so every
+    bar label (:func:`block_label`) is readable at the page's width.
+
+    Example:
+        >>> fig = plot_parameter_blocks({"tiny": {"embeddings.word_embeddings": 1000, "encoder.layer.0": 500}})
+        >>> [t.get_text() for t in fig.axes[0].get_xticklabels()]
+        ['token emb.', '0']
+        >>> plt.close(fig)
+    """
+    counts = [max(len(b), 4) for b in blocks.values()]
+    fig, axes = plt.subplots(1, len(blocks), figsize=(min(9.0, 2.0 + 0.21 * sum(counts)), 3.8), sharey=True,
+                             squeeze=False, gridspec_kw={"width_ratios": counts})
+    palette = list(colors or ("tab:blue", "tab:orange", "tab:green", "tab:purple"))
+    for i, (ax, (label, model_blocks)) in enumerate(zip(axes[0], blocks.items())):
+        names = list(model_blocks)
+        ax.bar(range(len(names)), [model_blocks[n] / 1e6 for n in names], color=palette[i % len(palette)],
+               label="parameters per block")
+        ax.set_xticks(range(len(names)), [block_label(n) for n in names], rotation=90, fontsize=9)
+        ax.set_xlim(-0.7, len(names) - 0.3)
+        ax.set_title(label, fontsize=10)
+        ax.legend(loc="upper right", fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylabel("parameters (millions)")
+    fig.supxlabel(xlabel, fontsize=10)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+_SEARCH_STYLES = ({"linestyle": "-", "linewidth": 3.0, "marker": "o", "alpha": 0.75},
+                  {"linestyle": "--", "linewidth": 2.0, "marker": "s", "markerfacecolor": "white"},
+                  {"linestyle": ":", "linewidth": 2.0, "marker": "D", "markersize": 5})
+
+
+def plot_best_so_far(searches: Mapping[str, Any], *, baseline: float | None = None,
+                     baseline_label: str = "majority class",
+                     ylabel: str = "best validation accuracy so far (fraction)",
+                     title: str = "Grid vs random vs TPE on the same budget", dodge: float = 0.1) -> Figure:
+    """The best-so-far curve of each search (a :func:`ftutils.search.trials_frame`) against trials run.
+
+    Searches that share their first trials (TPE starts with random search's draws) have identical
+    curves there; each series gets its own line style and marker and is shifted sideways by
+    ``dodge`` trials, so none hides another. The x-axis counts trials, in integers.
+
+    Example:
+        >>> import pandas as pd
+        >>> same = pd.DataFrame({"trial": [0, 1], "best_so_far": [0.5, 0.6]})
+        >>> fig = plot_best_so_far({"random": same, "tpe": same})
+        >>> [line.get_xdata().tolist() for line in fig.axes[0].get_lines()[:2]]
+        [[0.95, 1.95], [1.05, 2.05]]
+        >>> plt.close(fig)
+    """
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    n = len(searches)
+    for i, (name, df) in enumerate(searches.items()):
+        shift = (i - (n - 1) / 2) * dodge
+        ax.step(np.asarray(df["trial"], dtype=float) + 1 + shift, df["best_so_far"], where="post",
+                label=f"{name} ({len(df)} trials)", **_SEARCH_STYLES[i % len(_SEARCH_STYLES)])
+    if baseline is not None:
+        ax.axhline(baseline, color="grey", ls="--", linewidth=1, label=baseline_label)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("trials run (fine-tunings)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def _drawn_tick_labels(axis: Any) -> list[Any]:
+    """The tick labels an axis draws: visible, not empty, at a tick inside the view limits."""
+    low, high = sorted(axis.get_view_interval())
+    span = (high - low) * 1e-9
+    found = []
+    for ticks, locations in ((axis.get_major_ticks(), axis.get_majorticklocs()),
+                             (axis.get_minor_ticks(), axis.get_minorticklocs())):
+        for tick, at in zip(ticks, locations):
+            if low - span <= at <= high + span:
+                found += [t for t in (tick.label1, tick.label2) if t.get_visible() and t.get_text()]
+    return found
+
+
+def _texts(fig: Figure) -> list[Any]:
+    """Every text the figure draws: the drawn tick labels and every other visible, non-empty text."""
+    ticks = [t for ax in fig.axes for axis in (ax.xaxis, ax.yaxis) for t in _drawn_tick_labels(axis)]
+    every_tick = {id(t) for ax in fig.axes for axis in (ax.xaxis, ax.yaxis)
+                  for tick in (*axis.get_major_ticks(), *axis.get_minor_ticks()) for t in (tick.label1, tick.label2)}
+    others = [t for t in fig.findobj(lambda a: hasattr(a, "get_text") and hasattr(a, "get_fontsize"))
+              if id(t) not in every_tick and t.get_visible() and str(t.get_text()).strip()]
+    return ticks + others
+
+
+def layout_problems(fig: Figure, *, page_width_px: float = PAGE_WIDTH_PX, min_font_px: float = 8.5) -> list[str]:
+    """What a reader could not read in ``fig`` as the book shows it; ``[]`` if nothing.
+
+    The figure is drawn, then: tick labels of one axis that overlap each other; text that ends beyond
+    the figure's edge (cut in the saved image); text smaller than ``min_font_px`` once the figure is
+    scaled to ``page_width_px`` (the book's text column; a narrower figure is shown at its own size).
+
+    Example:
+        >>> fig, ax = plt.subplots(figsize=(3, 2))
+        >>> _ = ax.set_xticks(range(8), [f"label number {i}" for i in range(8)])
+        >>> layout_problems(fig)[0]  # doctest: +ELLIPSIS
+        "x tick labels overlap: 'label number 0' and 'label number 1'..."
+        >>> plt.close(fig)
+    """
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    figure_box = fig.bbox
+    scale = min(1.0, page_width_px / figure_box.width) * fig.dpi / 72.0  # on-page px per point
+    problems: list[str] = []
+    seen: set[int] = set()
+    ticks: dict[tuple[int, str], list[tuple[str, Any]]] = {}
+    for ax_index, ax in enumerate(fig.axes):
+        for axis_name, axis in (("x", ax.xaxis), ("y", ax.yaxis)):
+            ticks[(ax_index, axis_name)] = [(t.get_text(), t.get_window_extent(renderer))
+                                            for t in _drawn_tick_labels(axis)]
+    for (_, axis_name), boxes in ticks.items():
+        for i, (text_a, box_a) in enumerate(boxes):
+            for text_b, box_b in boxes[i + 1:]:
+                if box_a.overlaps(box_b) and box_a.width > 0 and box_b.width > 0:
+                    overlap_x = min(box_a.x1, box_b.x1) - max(box_a.x0, box_b.x0)
+                    overlap_y = min(box_a.y1, box_b.y1) - max(box_a.y0, box_b.y0)
+                    if overlap_x > 0.5 and overlap_y > 0.5:
+                        problems.append(f"{axis_name} tick labels overlap: {text_a!r} and {text_b!r}")
+    for text in _texts(fig):
+        if id(text) in seen:
+            continue
+        seen.add(id(text))
+        box = text.get_window_extent(renderer)
+        if box.width == 0 or not text.get_text().strip():
+            continue
+        if (box.x0 < figure_box.x0 - 1 or box.x1 > figure_box.x1 + 1 or box.y0 < figure_box.y0 - 1
+                or box.y1 > figure_box.y1 + 1):
+            problems.append(f"text {text.get_text()!r} is cut at the figure's edge")
+        size = text.get_fontsize() * scale
+        if size < min_font_px:
+            problems.append(f"text {text.get_text()!r} is {size:.1f} px high on the page (< {min_font_px} px): "
+                            f"use a larger font or a narrower figure")
+    return problems
 
 
 def history_table(history: Sequence[Mapping[str, Any]] | Any, *, evals_only: bool = True) -> list[dict[str, Any]]:
