@@ -122,6 +122,18 @@ def test_strength_axis_shows_zero_as_its_own_point_and_no_negative_strengths():
     plt.close(fig)
 
 
+def test_a_form_run_at_fewer_strengths_puts_zero_where_the_axis_has_it():
+    """Chapter 3 runs weight decay at λ = 0 and 100 only; its λ = 0 is the same point as L2-SP's."""
+    fig, ax = plt.subplots()
+    strengths = [0.0, 0.01, 1.0, 100.0]
+    plot_over_strength(ax, sweep(strengths), label="l2sp", strengths=strengths)
+    plot_over_strength(ax, sweep((0.0, 100.0)), label="weight-decay", strengths=strengths)
+    strength_axis(ax, strengths)
+    zeros = [line.get_xdata()[0] for line in ax.get_lines() if line.get_markerfacecolor() == "white"]
+    assert len(zeros) == 2 and zeros[0] == zeros[1] < 0.01
+    plt.close(fig)
+
+
 def test_strength_axis_with_many_strengths_and_without_zero():
     fig, ax = plt.subplots(figsize=(5.5, 4))
     strengths = (0.0, 1e-4, 1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0)

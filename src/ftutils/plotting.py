@@ -171,14 +171,14 @@ def zero_position(strengths: Sequence[float]) -> float:
 
 
 def plot_over_strength(ax: Any, summary: Any, *, label: str, color: str | None = None,
-                       zero: float | None = None) -> None:
+                       strengths: Sequence[float] | None = None) -> None:
     """Mean ± std of a metric against a strength λ (the index of ``summary``) on a log x-axis.
 
     ``summary`` has columns ``mean`` and ``std`` indexed by λ (e.g. one form of
     :func:`ftutils.experiments.summarize`). A log axis has no room for λ = 0, and a symlog axis spends
     its width on negative λ that were never run, so λ = 0 is drawn as its own hollow marker at
-    ``zero`` (default :func:`zero_position`), joined to the rest by a dotted line across the axis
-    break that :func:`strength_axis` draws.
+    :func:`zero_position` of ``strengths`` (every λ on the axis, as given to :func:`strength_axis`;
+    default: this summary's), joined to the rest by a dotted line across the axis break.
     """
     rows = summary.sort_index()
     lam = np.asarray(rows.index, dtype=float)
@@ -193,7 +193,7 @@ def plot_over_strength(ax: Any, summary: Any, *, label: str, color: str | None =
                            color=color, label=label)
         color = line.lines[0].get_color()
     if (~positive).any():
-        x0 = zero if zero is not None else zero_position(lam)
+        x0 = zero_position(lam if strengths is None else strengths)
         ax.errorbar([x0], mean[~positive][:1], yerr=std[~positive][:1], marker="o", markerfacecolor="white",
                     capsize=3, color=color, linestyle="none", label=None if line is not None else label)
         if positive.any():
