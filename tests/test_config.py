@@ -143,6 +143,26 @@ def test_chapter_start_gives_the_chapter_config_and_the_readers_knobs():
         seeding.set_run_seed(0)
 
 
+@pytest.mark.parametrize("has_gpu, gpu_bf16, cpu_bf16, expected", [
+    (False, False, True, "bf16"), (False, False, False, "no"), (True, True, False, "bf16"), (True, False, True, "no")])
+def test_auto_precision_is_what_the_machine_runs_natively(monkeypatch, capsys, has_gpu, gpu_bf16, cpu_bf16, expected):
+    from ftutils import trainer
+
+    monkeypatch.setattr(trainer.torch.cuda, "is_available", lambda: has_gpu)
+    monkeypatch.setattr(trainer.torch.cuda, "is_bf16_supported", lambda: gpu_bf16)
+    monkeypatch.setattr(trainer, "cpu_supports_bf16", lambda: cpu_bf16)
+    try:
+        cfg = chapter.start("cpu-tiny", 0, chapter="04", mixed_precision="auto")
+    finally:
+        seeding.set_run_seed(0)
+    assert cfg.mixed_precision == expected
+    assert f"MIXED_PRECISION 'auto' -> {expected!r}" in capsys.readouterr().out
+    assert TrainingConfig(mixed_precision="auto").mixed_precision == expected
+    assert chapter.start("cpu-tiny", 0, chapter="04").mixed_precision == "no"  # the recorded default stays fp32
+    with pytest.raises(ValueError, match="mixed_precision='fp8' is not allowed: expected one of no, bf16, fp16, auto"):
+        get_config("cpu-tiny", mixed_precision="fp8")
+
+
 def test_load_for_takes_the_sizes_and_seed_of_the_config():
     cfg = get_config("cpu-tiny", n_train=12, n_eval=6, seed=3)
     dsd = data.load_for("rotten_tomatoes", cfg)

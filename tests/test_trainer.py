@@ -292,7 +292,7 @@ def test_optimizer_choice_builds_the_named_optimizer_and_rejects_unknown_names()
         assert name != "adamw" or isinstance(opt, torch.optim.AdamW)
         # the layer-wise learning rates survive into the optimizer
         assert sorted({g["lr"] for g in opt.param_groups}) == sorted({g["lr"] for g in groups})
-    with pytest.raises(ValueError, match="optimizer='lion'.*adamw, sgd, adafactor"):
+    with pytest.raises(ValueError, match="optimizer='lion'.*adamw, adamw_fused, sgd, adafactor"):
         TrainingConfig(optimizer="lion")
 
 
@@ -370,9 +370,13 @@ def test_best_weights_file_is_fsynced_before_its_rename(tmp_path, monkeypatch):
 # Issue 18: a faster CPU AdamW step with the same numbers, and the bf16 CPU check
 
 
-def _adamw_runs(make, steps: int = 6, weight_decay: float = 0.01) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+def _adamw_runs(make, steps: int = 6, weight_decay: float = 0.01,
+                grads_like_params: bool = False) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
     """A tiny BERT stepped ``steps`` times by ``make(groups)`` on fixed gradients (head 10x, decay on
-    matrices, the pooler frozen so that some parameters have no gradient, one non-contiguous weight)."""
+    matrices, the pooler frozen so that some parameters have no gradient, one non-contiguous weight).
+    ``grads_like_params``: each gradient laid out in memory like its parameter, as autograd makes them
+    (torch 2.13's fused CPU AdamW pairs parameter and gradient elements by memory position, so it
+    updates a non-contiguous weight wrongly when given a contiguous gradient)."""
     model = tiny_bert(seed=3)
     for p in model.bert.pooler.parameters():
         p.requires_grad_(False)
@@ -385,7 +389,10 @@ def _adamw_runs(make, steps: int = 6, weight_decay: float = 0.01) -> tuple[torch
     gen = torch.Generator().manual_seed(0)
     for _ in range(steps):
         for p in model.parameters():
-            p.grad = torch.randn(p.shape, generator=gen) * 1e-2 if p.requires_grad else None
+            grad = torch.randn(p.shape, generator=gen) * 1e-2
+            if grads_like_params:
+                grad = torch.empty_like(p).copy_(grad)  # empty_like keeps the parameter's strides
+            p.grad = grad if p.requires_grad else None
         opt.step()
         sched.step()
     return model, opt
@@ -412,6 +419,20 @@ def test_buffered_adamw_is_bit_identical_to_torch_adamw():
     _, opt = _adamw_runs(lambda g: tr.BufferedAdamW(g, lr=1e-3))
     largest = max(p.numel() for g in opt.param_groups for p in g["params"])
     assert [b.numel() for b in opt._scratch_buffers.values()] == [largest]
+
+
+def test_fused_adamw_is_torchs_fused_adamw_the_hf_trainers_default():
+    ref, _ = _adamw_runs(lambda g: torch.optim.AdamW(g, lr=1e-3, fused=True), grads_like_params=True)
+    model, opt = _adamw_runs(lambda g: tr.make_optimizer(g, TrainingConfig(learning_rate=1e-3, optimizer="adamw_fused")),
+                             grads_like_params=True)
+    assert opt.defaults["fused"]
+    for (name, a), b in zip(ref.state_dict().items(), model.state_dict().values()):
+        assert torch.equal(a, b), name
+    # the same update as the unfused AdamW, up to rounding
+    unfused, _ = _adamw_runs(lambda g: torch.optim.AdamW(g, lr=1e-3), grads_like_params=True)
+    gaps = [(a - b).abs().max().item() for a, b in zip(unfused.state_dict().values(), model.state_dict().values())
+            if a.is_floating_point()]
+    assert max(gaps) < 1e-6, max(gaps)
 
 
 def test_training_with_buffered_adamw_ends_with_the_weights_of_torch_adamw(monkeypatch):

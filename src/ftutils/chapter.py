@@ -67,6 +67,8 @@ def start(config_name: str, seed: int, sizes: Mapping[str, Mapping[str, Any]] | 
                          "ftutils.config.CHAPTERS.")
     chosen = {**dict((sizes or {}).get(name, {})), **overrides, "seed": seed}
     cfg = config.get_config(name, chapter, **chosen)
+    if cfg.mixed_precision == "auto":
+        cfg = _resolved_precision(cfg)
     if config.smoke_requested():
         cfg = config.smoke_sized(cfg)
         print(f"SMOKE RUN of config {name}: every size capped (n_train {cfg.n_train}, n_eval {cfg.n_eval}, "
@@ -76,6 +78,19 @@ def start(config_name: str, seed: int, sizes: Mapping[str, Mapping[str, Any]] | 
     quiet()
     _record(cfg)
     return cfg
+
+
+def _resolved_precision(cfg: config.BookConfig) -> config.BookConfig:
+    """``cfg`` with ``mixed_precision="auto"`` replaced by what this machine runs natively, said aloud."""
+    from ftutils import trainer
+
+    chosen = trainer.resolve_mixed_precision("auto")
+    reason = ("a GPU" if trainer.torch.cuda.is_available() else
+              "this CPU has native bfloat16 instructions" if trainer.cpu_supports_bf16() else
+              "this CPU has no native bfloat16 instructions, and emulated bf16 is slower than fp32")
+    print(f"MIXED_PRECISION 'auto' -> {chosen!r} ({reason})"
+          + ("; scores differ a little from the book's recorded fp32 ones." if chosen != "no" else "."))
+    return dataclasses.replace(cfg, mixed_precision=chosen)
 
 
 def run_claims(source: str, namespace: dict[str, Any]) -> bool:

@@ -31,7 +31,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-MIXED_PRECISION_CHOICES = ("no", "bf16", "fp16")
+# "auto": bf16 where this machine runs it natively (a GPU with bf16, or a CPU with AVX512-BF16/AMX),
+# else "no"; resolved when a chapter starts (ftutils.trainer.resolve_mixed_precision).
+MIXED_PRECISION_CHOICES = ("no", "bf16", "fp16", "auto")
 
 
 @dataclass(frozen=True)
