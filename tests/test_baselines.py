@@ -92,3 +92,12 @@ def test_tuning_needs_a_validation_split_and_a_validation_split_needs_several_C(
         tfidf_logreg(train, test, C=1.0, validation=test)
     with pytest.raises(ValueError, match="Cs is empty"):
         tfidf_logreg(train, test, C=(), validation=test)
+
+
+def test_majority_accuracy_uses_the_training_majority_not_the_tests() -> None:
+    from ftutils.baselines import majority_accuracy
+
+    assert majority_accuracy([0, 0, 1], [1, 1, 1, 0]) == 0.25  # the test set's own majority would give 0.75
+    assert majority_accuracy(["ham", "spam", "ham"], ["ham", "spam"]) == 0.5
+    with pytest.raises(ValueError, match="at least one"):
+        majority_accuracy([], [1])

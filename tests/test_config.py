@@ -12,7 +12,8 @@ from ftutils.trainer import BOOK_FIELDS, TrainingConfig
 
 # What each chapter ran before its values moved into ftutils.config.CHAPTERS: its CHAPTER_SIZES /
 # SHORT_RUN dict on top of the config, the warm-up and head multiplier it passed to the trainer by hand,
-# and its `extra` dict (chapter 6: SWEEP_LEARNING_RATE and TRIALS). Every value is written out.
+# and its `extra` dict (chapter 6: SWEEP_LEARNING_RATE and TRIALS). Every value is written out, so a change
+# is deliberate: chapter 5's tagging values (tagging_*) changed when its tagger learned nothing (issue 13).
 CPU = dict(n_train=1000, n_eval=500, max_length=64, epochs=2, batch_size=32, learning_rate=5e-5, warmup=0.0,
            head_lr_multiplier=1.0, mixed_precision="no", n_seeds=3)
 GPU = dict(n_train=None, n_eval=None, max_length=128, epochs=3, batch_size=32, learning_rate=5e-5, warmup=0.0,
@@ -29,12 +30,14 @@ BEFORE = {
     ("05", "cpu-tiny"): (
         {**CPU, "n_train": 192, "n_eval": 200, "max_length": 32, "batch_size": 8, "learning_rate": 2e-4, "epochs": 2,
          "warmup": 0.1, "head_lr_multiplier": 10.0},
-        dict(topic_max_length=48, tagging_max_length=40, tagging_learning_rate=5e-4, lora_learning_rate=1e-3,
+        dict(topic_max_length=48, tagging_train=768, tagging_max_length=40, tagging_learning_rate=2e-4,
+             tagging_epochs=3, tagging_batch_size=16, lora_learning_rate=1e-3,
              decoder_train=96, decoder_eval=96, decoder_max_length=32, translation_train=128, translation_eval=32,
              translation_max_length=40, translation_epochs=2, new_tokens=16)),
     ("05", "gpu"): (
         {**GPU, "warmup": 0.1},  # the gpu dict had no head_lr_multiplier: the chapter's size.get gave 1.0
-        dict(topic_max_length=256, tagging_max_length=128, tagging_learning_rate=1e-4, lora_learning_rate=5e-4,
+        dict(topic_max_length=256, tagging_train=None, tagging_max_length=128, tagging_learning_rate=1e-4,
+             tagging_epochs=3, tagging_batch_size=32, lora_learning_rate=5e-4,
              decoder_train=None, decoder_eval=None, decoder_max_length=128, translation_train=None,
              translation_eval=None, translation_max_length=64, translation_epochs=3, new_tokens=48)),
     ("06", "cpu-tiny"): ({**CPU, "n_train": 128, "n_eval": None, "max_length": 32, "batch_size": 16,
@@ -161,6 +164,15 @@ def test_auto_precision_is_what_the_machine_runs_natively(monkeypatch, capsys, h
     assert chapter.start("cpu-tiny", 0, chapter="04").mixed_precision == "no"  # the recorded default stays fp32
     with pytest.raises(ValueError, match="mixed_precision='fp8' is not allowed: expected one of no, bf16, fp16, auto"):
         get_config("cpu-tiny", mixed_precision="fp8")
+
+
+def test_the_head_convention_is_mean_pooling_and_names_the_choices_of_models_load():
+    from ftutils import models
+
+    assert set(config.POOLING_CHOICES) == set(models.POOLINGS)
+    assert all(get_config(name, chapter).pooling == "mean" for chapter in CHAPTERS for name in CHAPTERS[chapter])
+    with pytest.raises(ValueError, match="pooling='cls' is not allowed: expected one of mean, model"):
+        get_config("cpu-tiny", pooling="cls")
 
 
 def test_load_for_takes_the_sizes_and_seed_of_the_config():

@@ -205,3 +205,23 @@ def test_run_learning_curve_caches_and_gives_all_methods_the_same_examples(tmp_p
     assert "A (2 seeds)" in [t.get_text() for t in ax.get_legend().get_texts()]
     with pytest.raises(ValueError, match="pool size"):
         ev.run_learning_curve({"a": recorder("a")}, [500], 1, **kwargs)
+
+
+def test_over_seeds_and_clears_read_the_spread():
+    from ftutils.evaluation import clears, over_seeds
+
+    assert over_seeds([0.7, 0.9]) == "0.800 (0.700-0.900, 2 seeds)"
+    assert clears([0.80, 0.84, 0.82], 0.70) and not clears([0.80, 0.84, 0.82], 0.70, margin=0.09)
+    assert not clears([0.60, 0.90], [0.70, 0.72])  # mean 0.75, gain 0.04 < spread 0.30
+    with pytest.raises(ValueError, match="at least one score"):
+        clears([], 0.5)
+
+
+def test_right_and_wrong_shows_both_kinds_and_cuts_long_texts():
+    from ftutils.evaluation import right_and_wrong
+
+    table = right_and_wrong(["a" * 200, "b", "c", "d"], [1, 0, 0, 1], [1, 1, 0, 0], n=2, width=10)
+    assert list(table["correct"]) == [True, True, False, False]
+    assert table["text"][0] == "a" * 9 + "…" and list(table["text"][2:]) == ["b", "d"]
+    with pytest.raises(ValueError, match="differ in length"):
+        right_and_wrong(["a"], [1, 0], [1])

@@ -69,3 +69,16 @@ def test_dictionary_tagger():
     assert tagger.predict([["PARIS", "rocks", "unseen"]]) == [[3, 0, 0]]
     with pytest.raises(ValueError):
         ner.DictionaryTagger().fit([["a"]], [[0, 1]])
+
+
+def test_entities_and_examples_show_found_and_missed_entities():
+    from ftutils.ner import entities, entity_examples
+
+    names = ["O", "B-LOC", "I-LOC"]
+    assert entities(list("北京大学"), [1, 2, 0, 0], names, joiner="") == ["LOC: 北京"]
+    table = entity_examples([["in", "Paris"], ["no", "entity"], ["to", "New", "York"], ["at", "Rome"]],
+                            [[0, 1], [0, 0], [0, 1, 0], [0, 0]], [[0, 1], [0, 0], [0, 1, 2], [0, 1]], names, n=2)
+    assert table["exact"].tolist() == [True, False, False]  # the sentence without entities is skipped
+    assert table["predicted"].tolist() == ["LOC: Paris", "LOC: New", ""]
+    with pytest.raises(ValueError, match="differ in length"):
+        entity_examples([["a"]], [], [[0]], names)

@@ -192,3 +192,25 @@ def test_best_so_far_curves_that_coincide_stay_visible():
     assert ticks and all(t.lstrip("−-").isdigit() for t in ticks)  # trials are counted in integers
     assert layout_problems(fig) == []
     plt.close(fig)
+
+
+def test_scores_against_baselines_are_readable_and_colour_who_clears():
+    from ftutils.plotting import plot_against_baselines
+
+    rows = [{"label": "NER, English tweets (wnut16)\nMiniLM vs dictionary", "scores": [0.40, 0.35, 0.42],
+             "baseline_score": 0.22},
+            {"label": "sentiment, Chinese (chn_sentiment)\nMiniLM (English vocabulary) vs TF-IDF+logreg (char bigrams)",
+             "scores": [0.53], "baseline_score": 0.72},
+            {"label": "translation en→fr (django_po)\nSmolLM2-135M + LoRA vs untuned SmolLM2", "scores": [26.1],
+             "baseline_score": 17.1, "scale": 100.0}]
+    fig = plot_against_baselines(rows)
+    ax = fig.axes[0]
+    assert layout_problems(fig) == []
+    means = [c for c in ax.collections if c.get_gid() == "mean"]  # the vertical mean bars
+    colors = [tuple(np.round(c.get_color()[0][:3], 2)) for c in means]
+    blue, orange = tuple(np.round(matplotlib.colors.to_rgb("tab:blue"), 2)), tuple(np.round(matplotlib.colors.to_rgb("tab:orange"), 2))
+    assert colors == [blue, orange, blue], colors
+    assert ax.get_xlim() == (0.0, pytest.approx(0.80))  # chrF drawn as 0.261; the highest point 0.72 + 0.08
+    plt.close(fig)
+    with pytest.raises(ValueError, match="at least one row"):
+        plot_against_baselines([])

@@ -26,7 +26,23 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["tfidf_logreg", "fit_tuned_logreg", "tfidf_features", "logistic_regression"]
+__all__ = ["tfidf_logreg", "fit_tuned_logreg", "tfidf_features", "logistic_regression", "majority_accuracy"]
+
+
+def majority_accuracy(train_labels: Sequence[Any], test_labels: Sequence[Any]) -> float:
+    """Test accuracy of always predicting the most frequent *training* label: the floor a classifier
+    has to clear before any comparison of classifiers means something (ties: the smallest label).
+
+    Example:
+        >>> majority_accuracy([0, 1, 1], [1, 0, 1, 1])
+        0.75
+    """
+    train, test = list(train_labels), list(test_labels)
+    if not train or not test:
+        raise ValueError("majority_accuracy needs at least one training and one test label.")
+    values, counts = np.unique(np.asarray(train), return_counts=True)
+    majority = values[np.argmax(counts)]
+    return float(np.mean(np.asarray(test) == majority))
 
 
 def _column(split: Any, column: str, role: str, name: str) -> list:

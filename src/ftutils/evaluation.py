@@ -47,6 +47,9 @@ __all__ = [
     "bootstrap_ci",
     "paired_bootstrap",
     "seed_summary",
+    "over_seeds",
+    "clears",
+    "right_and_wrong",
     "stratified_subset",
     "epochs_for",
     "per_example_loss",
@@ -175,6 +178,64 @@ def seed_summary(df: pd.DataFrame, by: str | Sequence[str], metric: str, *, conf
 
 
 # --------------------------------------------------------------------------- training subsets
+def over_seeds(scores: Sequence[float], digits: int = 3) -> str:
+    """One score per seed as text: the mean, and the range when there is more than one seed.
+
+    Example:
+        >>> over_seeds([0.80, 0.84, 0.82])
+        '0.820 (0.800-0.840, 3 seeds)'
+        >>> over_seeds([0.5])
+        '0.500 (1 seed)'
+    """
+    values = [float(v) for v in scores]
+    if not values:
+        raise ValueError("over_seeds needs at least one score.")
+    mean = sum(values) / len(values)
+    if len(values) == 1:
+        return f"{mean:.{digits}f} (1 seed)"
+    return f"{mean:.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f}, {len(values)} seeds)"
+
+
+def clears(scores: Sequence[float], baseline: float | Sequence[float], margin: float = 0.0) -> bool:
+    """Whether the seeds' mean beats ``baseline`` (a score, or one per seed) by more than their spread
+    (max - min) plus ``margin``: the test behind every "beats its baseline" in the book.
+
+    Example:
+        >>> clears([0.80, 0.84, 0.82], 0.70), clears([0.70, 0.84], 0.70)
+        (True, False)
+    """
+    values = [float(v) for v in scores]
+    base = [float(baseline)] if isinstance(baseline, (int, float)) else [float(b) for b in baseline]
+    if not values or not base:
+        raise ValueError("clears needs at least one score and one baseline score.")
+    spread = max(values) - min(values)
+    return sum(values) / len(values) - sum(base) / len(base) > spread + margin
+
+
+def right_and_wrong(texts: Sequence[str], predictions: Sequence[Any], references: Sequence[Any], *,
+                    n: int = 2, width: int = 90) -> pd.DataFrame:
+    """The first ``n`` examples a model gets right and the first ``n`` it gets wrong, side by side.
+
+    ``predictions`` and ``references`` are labels (names or ids) per text; texts are cut to ``width``
+    characters.
+
+    Example:
+        >>> right_and_wrong(["good film", "dull", "fine"], ["pos", "pos", "pos"], ["pos", "neg", "pos"], n=1)
+                text prediction reference  correct
+        0  good film        pos       pos     True
+        1       dull        pos       neg    False
+    """
+    if not len(texts) == len(predictions) == len(references):
+        raise ValueError(f"texts, predictions and references differ in length: {len(texts)}, "
+                         f"{len(predictions)}, {len(references)}.")
+    right = [i for i in range(len(texts)) if predictions[i] == references[i]][:n]
+    wrong = [i for i in range(len(texts)) if predictions[i] != references[i]][:n]
+    rows = [{"text": (texts[i] if len(texts[i]) <= width else texts[i][:width - 1] + "…"),
+             "prediction": predictions[i], "reference": references[i], "correct": i in right}
+            for i in right + wrong]
+    return pd.DataFrame(rows, columns=["text", "prediction", "reference", "correct"])
+
+
 def stratified_subset(labels: Sequence[int], n: int, seed: int) -> np.ndarray:
     """Indices of ``n`` examples whose label shares follow ``labels``; nested in ``n`` for a fixed seed.
 

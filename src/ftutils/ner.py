@@ -12,7 +12,9 @@ Training needs one label per sub-word token, evaluation one prediction per word:
 * :func:`tokenize_ner` tokenises a whole ``DatasetDict`` once, keeping each token's word index;
 * :func:`word_predictions` reads the model's prediction for each word off its first sub-word (words cut
   off by truncation are predicted ``O``, so they count against recall, as they should);
-* :class:`DictionaryTagger` is the cheap baseline: each training word's most frequent tag.
+* :class:`DictionaryTagger` is the cheap baseline: each training word's most frequent tag;
+* :func:`entities` lists a sentence's entities as text, :func:`entity_examples` puts a tagger's found
+  and missed entities beside the gold ones for a few sentences.
 
 The exercise's auto-check is :func:`ftutils.checks.check_align_labels`.
 
@@ -40,6 +42,8 @@ __all__ = [
     "tokenize_ner",
     "word_predictions",
     "DictionaryTagger",
+    "entities",
+    "entity_examples",
 ]
 
 IGNORE = -100
@@ -207,3 +211,47 @@ class DictionaryTagger:
 
     def predict(self, sentences: Sequence[Sequence[str]]) -> list[list[int]]:
         return [[self.table.get(w.casefold(), self.outside) for w in words] for words in sentences]
+
+
+def entities(tokens: Sequence[str], tags: Sequence[int], label_names: Sequence[str], *, joiner: str = " ") -> list[str]:
+    """The entities of one tagged sentence as ``"type: words"`` strings, in order.
+
+    ``joiner`` glues an entity's words (``""`` for Chinese, one character per word).
+
+    Example:
+        >>> entities(["Ada", "Lovelace", "met", "Babbage"], [1, 2, 0, 1], ["O", "B-person", "I-person"])
+        ['person: Ada Lovelace', 'person: Babbage']
+    """
+    from ftutils.metrics import bio_spans
+
+    names = [label_names[t] for t in tags]
+    return [f"{kind}: {joiner.join(tokens[start:end])}" for kind, start, end in bio_spans(names)]
+
+
+def entity_examples(tokens: Sequence[Sequence[str]], predicted: Sequence[Sequence[int]], gold: Sequence[Sequence[int]],
+                    label_names: Sequence[str], *, n: int = 2, joiner: str = " ", width: int = 80) -> Any:
+    """A table of ``n`` sentences whose entities a tagger got exactly right and ``n`` it got wrong
+    (only sentences with at least one gold entity), with the gold and predicted entities.
+
+    Example:
+        >>> names = ["O", "B-person", "I-person"]
+        >>> table = entity_examples([["Ada", "wrote"], ["Bob", "ran"]], [[1, 0], [0, 0]], [[1, 0], [1, 0]], names, n=1)
+        >>> table[["gold", "predicted", "exact"]].values.tolist()
+        [['person: Ada', 'person: Ada', True], ['person: Bob', '', False]]
+    """
+    import pandas as pd
+
+    if not len(tokens) == len(predicted) == len(gold):
+        raise ValueError(f"tokens, predicted and gold differ in length: {len(tokens)}, {len(predicted)}, {len(gold)}.")
+    rows: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
+    for words, pred, ref in zip(tokens, predicted, gold):
+        want = entities(words, ref, label_names, joiner=joiner)
+        if not want:
+            continue
+        got = entities(words, pred, label_names, joiner=joiner)
+        exact = got == want
+        if len(rows[exact]) < n:
+            text = joiner.join(words)
+            rows[exact].append({"sentence": text if len(text) <= width else text[:width - 1] + "…",
+                                "gold": "; ".join(want), "predicted": "; ".join(got), "exact": exact})
+    return pd.DataFrame(rows[True] + rows[False], columns=["sentence", "gold", "predicted", "exact"])

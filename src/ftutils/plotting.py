@@ -6,7 +6,8 @@ training-set sizes (:func:`ftutils.evaluation.run_learning_curve`, summarised by
 :func:`ftutils.evaluation.curve_summary`); :func:`plot_over_strength` and :func:`strength_axis` draw a
 metric against a regularisation strength λ with λ = 0 as its own point beyond an axis break;
 :func:`plot_parameter_blocks` draws parameters per block of one or more models;
-:func:`plot_best_so_far` draws the best-so-far curves of searches that may coincide.
+:func:`plot_best_so_far` draws the best-so-far curves of searches that may coincide;
+:func:`plot_against_baselines` puts each task's scores over seeds beside its baseline.
 
 Every figure has a title, axis labels with units and a legend, and is returned (not shown), so a
 notebook cell ends with the figure and the build renders it. :func:`layout_problems` says what a
@@ -35,7 +36,8 @@ from matplotlib.ticker import MaxNLocator, NullFormatter, NullLocator
 from matplotlib.transforms import blended_transform_factory
 
 __all__ = ["plot_learning_curves", "plot_train_size_curve", "plot_over_strength", "strength_axis",
-           "zero_position", "plot_parameter_blocks", "block_label", "plot_best_so_far", "layout_problems",
+           "zero_position", "plot_parameter_blocks", "block_label", "plot_best_so_far", "plot_against_baselines",
+           "layout_problems",
            "PAGE_WIDTH_PX", "history_table"]
 
 #: Width (CSS px) of the book's text column at desktop width: a wider figure is scaled down to it.
@@ -324,6 +326,51 @@ def plot_best_so_far(searches: Mapping[str, Any], *, baseline: float | None = No
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
+    return fig
+
+
+def plot_against_baselines(rows: Sequence[Mapping[str, Any]], *, title: str = "Fine-tuned models against their baselines",
+                           xlabel: str = "score (fraction; chrF / 100)") -> Figure:
+    """One line per row: each seed's score as a dot, their mean as a bar, the baseline as a diamond.
+
+    A row has ``label`` (what the line is), ``scores`` (one per seed), ``baseline_score`` and,
+    optionally, ``scale`` (scores and baseline are divided by it, e.g. 100 for chrF). A model that beats
+    its baseline by more than its seed spread is drawn in blue, one that does not in orange.
+
+    Example:
+        >>> fig = plot_against_baselines([{"label": "topics", "scores": [0.9, 0.95], "baseline_score": 0.8},
+        ...                               {"label": "chrF", "scores": [30.0], "baseline_score": 20.0, "scale": 100}])
+        >>> bool(fig.axes[0].get_xlim()[1] <= 1.0), len(fig.axes[0].get_yticks())
+        (True, 2)
+        >>> plt.close(fig)
+    """
+    if not rows:
+        raise ValueError("plot_against_baselines needs at least one row.")
+    fig, ax = plt.subplots(figsize=(8.0, 0.62 * len(rows) + 1.3))
+    for y, row in enumerate(rows):
+        scale = float(row.get("scale", 1.0))
+        scores = np.asarray(row["scores"], dtype=float) / scale
+        base = float(row["baseline_score"]) / scale
+        clears = scores.mean() - base > scores.max() - scores.min()
+        color = "tab:blue" if clears else "tab:orange"
+        ax.hlines(y, min(base, scores.min()), max(base, scores.max()), color="lightgrey", linewidth=1, zorder=1)
+        ax.scatter(scores, np.full(len(scores), y), color=color, s=22, zorder=3, alpha=0.8)
+        ax.vlines(scores.mean(), y - 0.28, y + 0.28, color=color, linewidth=2.5, zorder=3, gid="mean")
+        ax.scatter([base], [y], marker="D", facecolor="white", edgecolor="black", s=40, zorder=4)
+    ax.set_yticks(range(len(rows)), [str(row["label"]) for row in rows], fontsize=9)
+    ax.invert_yaxis()
+    high = max(max(np.asarray(r["scores"], dtype=float).max(), float(r["baseline_score"])) / float(r.get("scale", 1.0))
+               for r in rows)
+    ax.set_xlim(0.0, min(1.0, high + 0.08) if high <= 1.0 else high * 1.05)
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    ax.grid(axis="x", alpha=0.3)
+    handles = [plt.Line2D([], [], color="tab:blue", marker="o", ls="", label="model, one dot per seed (clears)"),
+               plt.Line2D([], [], color="tab:orange", marker="o", ls="", label="model (does not clear)"),
+               plt.Line2D([], [], color="black", marker="D", markerfacecolor="white", ls="", label="baseline")]
+    height = fig.get_figheight()
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=9, frameon=False)
+    fig.tight_layout(rect=(0.0, 0.35 / height, 1.0, 1.0))  # room for the legend below the axis label
     return fig
 
 
