@@ -15,8 +15,8 @@
 # (ch-tools)=
 # # Tools and hyperparameters
 #
-# The article recommends tools -- 🤗 Transformers, PyTorch Lightning, experiment tracking, TPUs -- and
-# asks how to choose the optimizer and the hyperparameters. This chapter answers by running them. The
+# The article recommends tools -- Hugging Face Transformers, PyTorch Lightning, experiment tracking,
+# TPUs -- and asks how to choose the optimizer and the hyperparameters. This chapter answers by running them. The
 # same fine-tuning (MiniLM on BBC news topics {cite}`greene2006bbc`, with chapter 3's L2-SP penalty
 # {cite}`li2018l2sp`) runs three ways: the book's `ftutils.trainer`, the Hugging Face `Trainer`
 # {cite}`wolf2020transformers` and a PyTorch Lightning module. A script then runs as two processes
@@ -95,8 +95,8 @@ print(f"{total_steps} optimizer steps per run, {warmup_steps} of them warmup")
 # so that mean already separates the classes, while its `[CLS]` vector carries little; section
 # {ref}`sec-tools-seeds` measures what this buys in a run of 8 steps.
 #
-# **`ftutils.trainer`** is the book's own loop on 🤗 Accelerate (chapter 4). It also writes TensorBoard
-# event files here (`report_to="tensorboard"`), which we read back below.
+# **`ftutils.trainer`** is the book's own loop on Hugging Face Accelerate (chapter 4). It also writes
+# TensorBoard event files here (`report_to="tensorboard"`), which we read back below.
 
 # %%
 def fresh_model():
@@ -271,7 +271,7 @@ results.record(task="topics (bbc_news): mean-pooling head", metric="validation a
 # (sec-tools-scaling)=
 # ## Scaling out: the same script on two processes, many GPUs, or a TPU
 #
-# `ftutils.trainer` is written against 🤗 Accelerate, so one script runs on one device or many. The
+# `ftutils.trainer` is written against Hugging Face Accelerate, so one script runs on one device or many. The
 # script below is complete: it loads the data, trains and prints what each process saw. The chapter
 # launches it as **two CPU processes** that communicate through `gloo`, exactly as eight GPU processes
 # would through NCCL.
@@ -314,7 +314,7 @@ proc = subprocess.run(launch, env=env, capture_output=True, text=True, timeout=6
 if proc.returncode != 0:
     raise RuntimeError(proc.stderr[-3000:])
 ranks = sorted((json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")), key=lambda r: r["rank"])
-print("accelerate launch", " ".join(launch[3:13]), "finetune_distributed.py ...")
+print("accelerate launch", " ".join(launch[3:14]), "finetune_distributed.py ...")  # up to the port's value
 pd.DataFrame(ranks).set_index("rank")
 
 # %% tags=["remove-cell"]
@@ -475,23 +475,16 @@ assert len(resumed) == len(searches["tpe"])
 assert len(searches["grid"]) == min(N_TRIALS, len(GRID["learning_rate"]) * 2) and len(searches["random"]) == N_TRIALS
 
 # %%
-fig, ax = plt.subplots(figsize=(6, 3.6))
-for (name, df), marker in zip(searches.items(), "osD"):
-    ax.step(df["trial"] + 1, df["best_so_far"], where="post", marker=marker, label=name)
-ax.axhline(topic_majority, color="grey", ls="--", label="majority class")
-ax.set_xlabel("trials run (fine-tunings)")
-ax.set_ylabel("best validation accuracy so far (fraction)")
-ax.set_title("Grid vs random vs TPE on the same budget")
-ax.legend()
-ax.grid(alpha=0.3)
-fig.tight_layout()
+# Random search and TPE share their first three trials: each curve has its own style, shifted sideways.
+fig = plotting.plot_best_so_far(searches, baseline=topic_majority, title="Grid vs random vs TPE on the same budget")
 plt.show()
-best_by_method = pd.DataFrame({name: {"best accuracy": df["value"].max(),
-                                      "its learning rate": df.loc[df["value"].idxmax(), "learning_rate"],
-                                      "its batch size": df.loc[df["value"].idxmax(), "batch_size"],
-                                      "distinct learning rates tried": df["learning_rate"].nunique(),
-                                      "trials": len(df)}
-                               for name, df in searches.items()}).T
+best_by_method = pd.DataFrame.from_dict({  # one row per method; columns keep their types (counts stay integers)
+    name: {"best accuracy": df["value"].max(),
+           "its learning rate": df.loc[df["value"].idxmax(), "learning_rate"],
+           "its batch size": int(df.loc[df["value"].idxmax(), "batch_size"]),
+           "distinct learning rates tried": df["learning_rate"].nunique(),
+           "trials": len(df)}
+    for name, df in searches.items()}, orient="index")
 best_by_method
 
 # %% tags=["remove-cell", "claims"]
@@ -757,7 +750,7 @@ recipe
 #
 # ## Exercises
 #
-# :::{exercise}
+# :::{exercise} The best-so-far curve
 # :label: ex-tools-1
 #
 # Write `best_so_far(values)`, which returns, for each trial, the best validation accuracy among the
@@ -782,7 +775,7 @@ recipe
 # `np.maximum.accumulate(values)` does the same in one call.
 # :::
 #
-# :::{exercise}
+# :::{exercise} A bigger budget and a third knob
 # :label: ex-tools-2
 #
 # Rerun the chapter with `-p N_TRIALS 12`. Does the ranking of grid, random and TPE change? Then add a
@@ -799,7 +792,7 @@ recipe
 # distinct ones: the gap grows with every knob that matters little.
 # :::
 #
-# :::{exercise}
+# :::{exercise} Interrupt and resume a search
 # :label: ex-tools-3
 #
 # Interrupt a search and resume it: run `search.run_search(lambda p: run(**p), SPACE, method="tpe",
@@ -816,7 +809,7 @@ recipe
 # elsewhere in the chapter come back from the result cache instead of training.
 # :::
 #
-# :::{exercise}
+# :::{exercise} The HF Trainer in TensorBoard
 # :label: ex-tools-4
 #
 # Log the HF `Trainer` run to TensorBoard too (`report_to=["tensorboard"]`, `logging_dir=...`) and read

@@ -671,7 +671,7 @@ assert all(mi.loc[(arm, SIZES[0]), "auc_before_steps"] > 0.6 for arm in ("fine-t
 #
 # ## Exercises
 #
-# :::{exercise}
+# :::{exercise} A bootstrap interval
 # :label: ex-eval-1
 #
 # Write `bootstrap_accuracy_ci(correct, n_resamples, seed)` that takes a 0/1 array (1 = the model was
@@ -698,7 +698,7 @@ assert all(mi.loc[(arm, SIZES[0]), "auc_before_steps"] > 0.6 for arm in ("fine-t
 # collapses to a point. The check recognises that mistake.
 # :::
 #
-# :::{exercise}
+# :::{exercise} The membership attack's AUC
 # :label: ex-eval-2
 #
 # Write `attack_auc(member_losses, nonmember_losses)`, the AUC of the loss-threshold membership
@@ -720,7 +720,7 @@ assert all(mi.loc[(arm, SIZES[0]), "auc_before_steps"] > 0.6 for arm in ("fine-t
 # The pairwise comparison is $O(n^2)$ in memory; `evaluation.auc` does the same with ranks.
 # :::
 #
-# :::{exercise}
+# :::{exercise} Extend the learning curve
 # :label: ex-eval-3
 #
 # Rerun the chapter with `-p SIZES '[40, 120, 360, 1080]'` (several times the time). Does random
@@ -737,7 +737,7 @@ assert all(mi.loc[(arm, SIZES[0]), "auc_before_steps"] > 0.6 for arm in ("fine-t
 # enlarges the pool, which changes every run's cache key, so all sizes train again.)
 # :::
 #
-# :::{exercise}
+# :::{exercise} Tune the from-scratch baseline
 # :label: ex-eval-4
 #
 # The random-init baseline was not tuned. Give it a fair chance: train it at the largest size with
