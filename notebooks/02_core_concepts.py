@@ -40,7 +40,7 @@ from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 from sklearn.manifold import TSNE
 
-from ftutils import chapter, data, models, results
+from ftutils import chapter, data, models, plotting, results
 
 chapter.check("FINETUNE_EPOCHS", FINETUNE_EPOCHS, kind=int, minimum=1)
 cfg = chapter.start(CONFIG, SEED, chapter="02", epochs=FINETUNE_EPOCHS)  # sizes: ftutils.config.CHAPTERS
@@ -110,20 +110,7 @@ for label, blocks in (("encoder", enc_blocks), ("decoder", dec_blocks)):
     print(f"{label}: {total:,} parameters in {n_layers} layers; {shares}")
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), sharey=True)
-for ax, (label, blocks, color) in zip(axes, (("encoder: all-MiniLM-L6-v2", enc_blocks, "tab:blue"),
-                                             ("decoder: SmolLM2-135M", dec_blocks, "tab:orange"))):
-    names = list(blocks)
-    ax.bar(range(len(names)), [blocks[n] / 1e6 for n in names], color=color, label="parameters per block")
-    ax.set_xticks(range(len(names)))
-    ax.set_xticklabels([n.split(".")[-1] if n.split(".")[-1].isdigit() else n.split(".")[-1][:10]
-                        for n in names], rotation=90, fontsize=7)
-    ax.set_title(label)
-    ax.set_xlabel("block (embeddings, layer index, final parts)")
-    ax.legend(loc="upper right")
-axes[0].set_ylabel("parameters (millions)")
-fig.suptitle("Where the parameters sit: one bar per block")
-fig.tight_layout()
+fig = plotting.plot_parameter_blocks({"encoder: all-MiniLM-L6-v2": enc_blocks, "decoder: SmolLM2-135M": dec_blocks})
 plt.show()
 
 # %% tags=["remove-cell"]
@@ -391,7 +378,7 @@ results.record(task=f"sentiment (rotten_tomatoes): MiniLM fine-tuned {FINETUNE_E
 #
 # ## Exercises
 #
-# :::{exercise}
+# :::{exercise} More epochs
 # :label: ex-core-1
 #
 # Rerun the chapter with `-p PROJECTION tsne` (or set it in the parameters cell). Does t-SNE
@@ -408,7 +395,7 @@ results.record(task=f"sentiment (rotten_tomatoes): MiniLM fine-tuned {FINETUNE_E
 # space on held-out reviews, so it is the number to trust.
 # :::
 #
-# :::{exercise}
+# :::{exercise} Tokenising unusual words
 # :label: ex-core-2
 #
 # Tokenise a sentence with an unusual word (a film title, a misspelling) with both tokenizers. Which one
@@ -424,7 +411,7 @@ results.record(task=f"sentiment (rotten_tomatoes): MiniLM fine-tuned {FINETUNE_E
 # meaning from its pieces in context, layer by layer.
 # :::
 #
-# :::{exercise}
+# :::{exercise} t-SNE versus PCA
 # :label: ex-core-3
 #
 # Run with `-p FINETUNE_EPOCHS 3`. How do the test accuracy and the relative change of each block move?

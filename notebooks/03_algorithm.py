@@ -40,7 +40,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ftutils import batching, chapter, checks, data, experiments, models, recipes, regularizers, results, trainer
+from ftutils import (batching, chapter, checks, data, experiments, models, plotting, recipes, regularizers, results,
+                     trainer)
 
 # A short run per setting on cpu-tiny (48 steps), with warm-up and a faster head: ftutils.config.CHAPTERS["03"].
 cfg = chapter.start(CONFIG, SEED, chapter="03")
@@ -347,24 +348,22 @@ print(f"mean ± std over {N_SEEDS} seeds; {len(reviews['validation'])} validatio
 overview
 
 # %%
-positive = LAMBDAS[1:]
-fig, axes = plt.subplots(1, 2, figsize=(11.5, 4.2))
+fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
 colors = {"l2sp": "tab:blue", "l2sp-decoupled": "tab:green", "weight-decay": "tab:red"}
-for form in FORMS:
+strengths = sorted(set(accuracy.index.get_level_values("strength")))  # every λ run, by any form
+for form in FORMS:  # λ = 0 (the shared baseline) is the hollow marker beyond the axis break
     for ax, summary in ((axes[0], accuracy), (axes[1], distance)):
-        s = summary.loc[form]
-        ax.errorbar(s.index, s["mean"], yerr=s["std"].fillna(0), marker="o", capsize=3,
-                    color=colors.get(form), label=form)
-axes[0].axhline(majority, color="grey", linestyle=":", label="majority class")
+        plotting.plot_over_strength(ax, summary.loc[form], label=form, color=colors.get(form),
+                                    strengths=strengths)
+axes[0].axhline(majority, color="grey", linestyle="--", linewidth=1, label="majority class")
 axes[0].set_ylabel("validation accuracy (fraction)")
 axes[0].set_title("Accuracy against λ")
 axes[1].set_ylabel(r"$\|\theta_s-\theta_p\|_2$ (parameter units)")
 axes[1].set_yscale("log")
 axes[1].set_title("Distance from the pretrained weights against λ")
 for ax in axes:
-    ax.set_xscale("symlog", linthresh=min(positive) if positive else 1.0)
-    ax.set_xlabel("λ (strength; 0 = no regulariser)")
-    ax.legend()
+    plotting.strength_axis(ax, strengths)
+    ax.legend(fontsize=9)
 fig.suptitle(f"{cfg.encoder} on {cfg.n_train or 'all'} reviews: mean ± std over {N_SEEDS} seeds")
 fig.tight_layout()
 plt.show()
@@ -488,7 +487,7 @@ for (form, lam), group in runs.groupby(["kind", "strength"], sort=False):
 #   features and ends below L2-SP. Between the ends lies the range worth tuning on validation data;
 #   whether a middle $\lambda$ beats both ends by more than the spread over seeds is what the paired
 #   differences above say for this run, and a question for more data, more epochs and more seeds:
-#   run the chapter with `CONFIG = "gpu"`, or see the exercise on $\lambda \propto 1/N$ below.
+#   run the chapter with `CONFIG = "gpu"`, or see {ref}`ex-l2sp-3` on $\lambda \propto 1/N$ below.
 #
 # The table below lists every setting with the call that reproduces it.
 
@@ -497,7 +496,8 @@ reproduce = pd.DataFrame([
     {"form": s["kind"], "λ": s["strength"],
      "call": f"train_once({{'kind': {s['kind']!r}, 'strength': {s['strength']:g}}}, seed) for seed in {SEEDS}"}
     for s in grid])
-reproduce
+with pd.option_context("display.max_colwidth", None):  # show each call whole, not cut at 50 characters
+    display(reproduce)
 
 # %% [markdown]
 # ## Summary
@@ -521,14 +521,16 @@ reproduce
 #
 # ## Exercises
 #
-# :::{exercise}
+# :::{exercise} Penalty versus decoupled form under SGD
 # :label: ex-l2sp-1
 #
 # Show that with plain SGD (no momentum, no Adam) the penalty form at strength $\lambda$ and the
-# decoupled form at strength $2\lambda$ give identical updates. Then check it numerically: train a
-# tiny `torch.nn.Linear` twice with `torch.optim.SGD`, once with `make_regularizer("l2sp", model, λ)`
-# and once with `make_regularizer("l2sp-decoupled", model, 2 * λ)`, calling `before_step()` and
-# `after_step(lr)` around `optimizer.step()`, and compare the weights.
+# decoupled form at strength $2\lambda$ give the same update to first order in the learning rate
+# $\eta$: write both updates and find the term, of order $\eta^2$, by which they differ. Then check it
+# numerically: train a tiny `torch.nn.Linear` twice with `torch.optim.SGD`, once with
+# `make_regularizer("l2sp", model, λ)` and once with `make_regularizer("l2sp-decoupled", model, 2 * λ)`,
+# calling `before_step()` and `after_step(lr)` around `optimizer.step()`, and compare the weights: how
+# far apart are they, next to the weights themselves?
 # :::
 #
 # :::{solution} ex-l2sp-1
@@ -560,7 +562,7 @@ reproduce
 # ```
 # :::
 #
-# :::{exercise}
+# :::{exercise} Summarise seeds and pair them
 # :label: ex-l2sp-2
 #
 # Seeds are paired: runs with the same seed share the head's initialisation and the batch order. Write
@@ -587,7 +589,7 @@ reproduce
 # is large compared with the spread of the differences, not merely when the means differ.
 # :::
 #
-# :::{exercise}
+# :::{exercise} λ and the size of the training set
 # :label: ex-l2sp-3
 #
 # The Bayesian reading says $\lambda \propto 1/N$. Rerun the chapter with `n_train` doubled (edit
@@ -606,7 +608,7 @@ reproduce
 # seeds.
 # :::
 #
-# :::{exercise}
+# :::{exercise} An EWC penalty
 # :label: ex-l2sp-4
 #
 # Elastic weight consolidation {cite}`kirkpatrick2017ewc` weights each squared difference by an estimate of

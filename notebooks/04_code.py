@@ -467,7 +467,8 @@ table = pd.DataFrame(
 ).set_index("model")
 print(f"{len(tokenized['train']):,} training reviews, {len(test_labels)} test reviews, one run each (seed {cfg.seed}), "
       f"config {cfg.name}")
-table.round(3)
+with pd.option_context("display.max_colwidth", None):  # show each call whole, not cut at 50 characters
+    display(table.round(3))
 
 # %% tags=["remove-cell", "claims"]
 # Claims in the text: the pretrained model beats random init and TF-IDF; random init is not much better
@@ -515,7 +516,7 @@ for model_name, row in table.iterrows():
 #
 # ## Exercises
 #
-# :::{exercise}
+# :::{exercise} A confusion matrix
 # :label: ex-code-1
 #
 # Write `confusion(predictions, references, num_labels)` returning a `num_labels × num_labels` array
@@ -539,7 +540,7 @@ for model_name, row in table.iterrows():
 # ```
 # :::
 #
-# :::{exercise}
+# :::{exercise} The L2-SP penalty by hand
 # :label: ex-code-2
 #
 # Write the L2-SP penalty yourself: `l2sp_penalty(params, anchor, strength)` takes a dict of current
@@ -567,7 +568,7 @@ for model_name, row in table.iterrows():
 # $\theta_p$; the head is new (and random), which is why it is not in the anchor.
 # :::
 #
-# :::{exercise}
+# :::{exercise} The validation loss
 # :label: ex-code-3
 #
 # The article's validation loop also prints nothing but a loss. Write `validation_loss(model, loader,
@@ -597,7 +598,7 @@ for model_name, row in table.iterrows():
 # multiple of the batch size (or `drop_last=True`, which skips examples).
 # :::
 #
-# :::{exercise}
+# :::{exercise} More data, stronger L2-SP
 # :label: ex-code-4
 #
 # Rerun the chapter with `-p TRAIN_EXAMPLES 1000` and then 2000 (about 3 and 6 minutes on two CPU
@@ -615,7 +616,7 @@ for model_name, row in table.iterrows():
 # feature extraction); too large and it drops.
 # :::
 #
-# :::{exercise}
+# :::{exercise} Your own sentences
 # :label: ex-code-5
 #
 # Classify ten sentences of your own with `-p NEW_SENTENCES '["...", ...]'` (or call `classify`).
