@@ -28,18 +28,19 @@ BEFORE = {
                           "learning_rate": 1e-4, "warmup": 0.1}, None),
     ("04", "gpu"): ({**GPU, "warmup": 0.1}, None),
     ("05", "cpu-tiny"): (
-        {**CPU, "n_train": 192, "n_eval": 200, "max_length": 32, "batch_size": 8, "learning_rate": 2e-4, "epochs": 2,
+        {**CPU, "n_train": 192, "n_eval": 200, "max_length": 32, "batch_size": 8, "learning_rate": 1e-4, "epochs": 2,
          "warmup": 0.1, "head_lr_multiplier": 10.0},
         dict(topic_max_length=48, tagging_train=768, tagging_max_length=40, tagging_learning_rate=2e-4,
-             tagging_epochs=3, tagging_batch_size=16, lora_learning_rate=1e-3,
+             tagging_epochs=3, tagging_batch_size=16, lora_learning_rate=3e-3,
              decoder_train=96, decoder_eval=96, decoder_max_length=32, translation_train=128, translation_eval=32,
-             translation_max_length=40, translation_epochs=2, new_tokens=16)),
+             translation_max_length=40, translation_epochs=2, translation_learning_rate=1e-3, new_tokens=16)),
     ("05", "gpu"): (
         {**GPU, "warmup": 0.1},  # the gpu dict had no head_lr_multiplier: the chapter's size.get gave 1.0
         dict(topic_max_length=256, tagging_train=None, tagging_max_length=128, tagging_learning_rate=1e-4,
              tagging_epochs=3, tagging_batch_size=32, lora_learning_rate=5e-4,
              decoder_train=None, decoder_eval=None, decoder_max_length=128, translation_train=None,
-             translation_eval=None, translation_max_length=64, translation_epochs=3, new_tokens=48)),
+             translation_eval=None, translation_max_length=64, translation_epochs=3, translation_learning_rate=5e-4,
+             new_tokens=48)),
     ("06", "cpu-tiny"): ({**CPU, "n_train": 128, "n_eval": None, "max_length": 32, "batch_size": 16,
                           "learning_rate": 3e-4, "epochs": 1, "warmup": 0.1},
                          dict(sweep_learning_rate=3e-4, n_trials=6)),

@@ -488,3 +488,10 @@ def test_backbone_is_loaded_even_without_the_key_mapping(smollm_base, monkeypatc
     assert model.ftutils_new_parameters == ("qa_outputs.weight", "qa_outputs.bias")
     word = "embed_tokens.weight"
     assert torch.equal(model.base_model.get_parameter(word), smollm_base[0].get_parameter(word))
+
+
+def test_sentence_features_rejects_an_unknown_pooling_naming_the_choices():
+    from ftutils.models import sentence_features
+
+    with pytest.raises(ValueError, match="pooling='max' is not allowed: expected 'mean' or 'cls'"):
+        sentence_features(None, None, ["a"], max_length=8, pooling="max")

@@ -82,6 +82,7 @@ __all__ = [
     "head_module",
     "init_head_from_probe",
     "mean_pooled_features",
+    "sentence_features",
     "count_parameters",
     "describe",
 ]
@@ -700,6 +701,7 @@ def mean_pooled_features(model: Any, tokenizer: Any, texts: Sequence[str], *, ma
 
     ``model`` is a base model (``models.load(name, "base")``) or any model whose output has
     ``last_hidden_state`` or ``hidden_states``. Texts are sorted by length so batches carry little padding.
+    :func:`sentence_features` with ``pooling="mean"``.
 
     Example:
         >>> import transformers, torch
@@ -714,6 +716,30 @@ def mean_pooled_features(model: Any, tokenizer: Any, texts: Sequence[str], *, ma
         >>> mean_pooled_features(transformers.BertModel(cfg), Tok(), ["ab", "abc"], max_length=8).shape
         (2, 8)
     """
+    return sentence_features(model, tokenizer, texts, max_length=max_length, batch_size=batch_size, pooling="mean")
+
+
+def sentence_features(model: Any, tokenizer: Any, texts: Sequence[str], *, max_length: int, pooling: str = "mean",
+                      batch_size: int = 64) -> np.ndarray:
+    """Frozen sentence vectors from the last hidden states: their mean over non-padding tokens
+    (``pooling="mean"``) or the first token's vector (``pooling="cls"``, BERT's ``[CLS]``, which
+    ``BertForSequenceClassification`` classifies after its pooler layer).
+
+    Example:
+        >>> import transformers, torch
+        >>> cfg = transformers.BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=1,
+        ...                               num_attention_heads=2, intermediate_size=8)
+        >>> class Tok:
+        ...     def __call__(self, texts, **kw):
+        ...         ids = torch.tensor([[2, 5, 6], [2, 7, 8]])
+        ...         return transformers.BatchEncoding({"input_ids": ids, "attention_mask": torch.ones_like(ids)})
+        >>> model = transformers.BertModel(cfg).eval()
+        >>> cls = sentence_features(model, Tok(), ["ab", "cd"], max_length=8, pooling="cls")
+        >>> bool(np.allclose(cls, model(torch.tensor([[2, 5, 6], [2, 7, 8]])).last_hidden_state[:, 0].detach().numpy(), atol=1e-6))
+        True
+    """
+    if pooling not in ("mean", "cls"):
+        raise ValueError(f"pooling={pooling!r} is not allowed: expected 'mean' or 'cls'.")
     texts = list(texts)
     if not texts:
         raise ValueError("texts is empty: expected at least one text to embed.")
@@ -730,7 +756,8 @@ def mean_pooled_features(model: Any, tokenizer: Any, texts: Sequence[str], *, ma
             hidden = getattr(out, "last_hidden_state", None)
             if hidden is None:  # a model with a task head: ask for the hidden states
                 hidden = model(**batch, output_hidden_states=True).hidden_states[-1]
-            rows.append(mean_pool(hidden, batch["attention_mask"]).float().cpu().numpy())
+            pooled = mean_pool(hidden, batch["attention_mask"]) if pooling == "mean" else hidden[:, 0]
+            rows.append(pooled.float().cpu().numpy())
     vectors = np.empty((len(texts), rows[0].shape[1]), dtype=np.float32)
     vectors[order] = np.concatenate(rows)
     return vectors
