@@ -52,7 +52,13 @@ its number)</p><p>Do something.</p></div>
 <a href="other.html#part">a part of another page</a>.</p>
 <pre>a very long line of code that wraps instead of running past the edge of the column: """ + "x" * 200 + """</pre>
 <div class="scroll cue"><table><tr>""" + "<td>wide&nbsp;cell&nbsp;number&nbsp;0</td>" * 3 + """</tr></table></div>
+<div class="output text_html scroll cue"><table class="dataframe"><tr>""" + "<td>a&nbsp;wide&nbsp;data&nbsp;frame</td>" * 12 + """
+</tr></table></div>
 <p>Plain prices such as $5 and $10 are not math.</p>
+<p>A formula whose glyphs overhang its box, as MathJax's do:
+<span class="math" style="display: inline-flex; overflow: hidden; width: 30px"><mjx-container style="display: block">
+<mjx-math style="display: inline-block; width: 30px"><span style="display: inline-block; width: 38px">θp</span>
+</mjx-math></mjx-container></span>.</p>
 """
 
 # page name -> (what it holds, the kinds of problem the audit must report, at either width)
@@ -64,10 +70,15 @@ DEFECTS = {
     "overflow": ('<pre style="white-space: pre">' + "print('a line of code that runs past the edge') " * 6 + "</pre>",
                  {"overflow"}),
     "clipped": ('<div style="overflow: hidden"><div style="width: 1600px">cut off</div></div>'
+                '<p><span class="math" style="display: inline-flex; overflow: hidden; max-width: 100%">'
+                '<mjx-container style="display: block"><mjx-math style="display: inline-block; width: 2000px">'
+                "a long inline formula</mjx-math></mjx-container></span></p>"
                 "<table class=\"dataframe\"><tr><td>train_once({'kind': 'none', 'strength': 0}, se...</td></tr></table>",
                 {"clipped"}),
-    "wide_table": ('<div class="scroll cue"><table><tr>' + "<td>a&nbsp;very&nbsp;wide&nbsp;table&nbsp;cell</td>" * 12
-                   + "</tr></table></div>", {"scrolls-sideways"}),
+    "wide_table": ('<div class="pst-scrollable-table-container scroll cue"><table><tr>'
+                   + "<td>a&nbsp;very&nbsp;wide&nbsp;table&nbsp;cell</td>" * 12 + "</tr></table></div>"
+                   '<div class="highlight scroll cue"><pre style="white-space: pre">'
+                   + "print('a line of code that does not wrap') " * 6 + "</pre></div>", {"scrolls-sideways"}),
     "hidden_scroll": ('<div class="scroll"><span style="display: inline-block; width: 560px">an equation that '
                       "scrolls on a phone with no sign of it</span></div>", {"hidden-scroll"}),
     "references": ('<p><span class="xref std std-ref">ex-gone</span> and '
@@ -86,6 +97,7 @@ def site(tmp_path_factory) -> Path:
     (root / "other.html").write_text(PAGE.format(title="Another page", body='<p id="part">a part</p>'))
     for name, (body, _) in DEFECTS.items():
         (root / f"{name}.html").write_text(PAGE.format(title=name, body=body))
+    (root / "index.html").write_text('<meta http-equiv="Refresh" content="0; url=clean.html" />')
     (root / "_static").mkdir()
     (root / "_static" / "not_a_page.html").write_text("<p>skipped</p>")
     return root
@@ -99,7 +111,7 @@ def audited(site):
 
 def test_pages_skip_sphinx_folders(site):
     names = [p.name for p in browser.pages(site)]
-    assert "not_a_page.html" not in names and "clean.html" in names
+    assert "not_a_page.html" not in names and "index.html" not in names and "clean.html" in names
 
 
 def test_the_clean_page_passes_at_both_widths(audited):

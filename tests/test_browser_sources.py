@@ -62,7 +62,7 @@ def tiny_book(tmp_path: Path) -> Path:
         import sys
         sys.path.insert(0, {str(REPO / "book" / "_ext")!r})
         extensions = ["myst_parser", "sphinx_exercise", "exercise_list", "reader_layout"]
-        myst_enable_extensions = ["colon_fence"]
+        myst_enable_extensions = ["colon_fence", "dollarmath"]
         """))
     (src / "index.md").write_text("# Book\n\n```{toctree}\n01_first\n02_second\nassignments\n```\n")
     (src / "01_first.md").write_text(textwrap.dedent("""\
@@ -77,7 +77,7 @@ def tiny_book(tmp_path: Path) -> Path:
         :::{exercise}
         :label: ex-first-2
 
-        An exercise without a title. Its first sentence is its task.
+        An exercise without a title with $x^2$ in it. Its first sentence is its task.
         :::
         """))
     (src / "02_second.md").write_text(textwrap.dedent("""\
@@ -110,9 +110,9 @@ def test_the_exercise_table_is_generated_from_the_exercises(tiny_book, tmp_path)
     rows = [[cell.get_text(" ", strip=True) for cell in row.find_all(["th", "td"])]
             for row in page.find("table", class_="exercise-list").find_all("tr")]
     assert rows == [
-        ["exercise", "chapter", "task", "kind", "auto-check"],
-        ["Exercise 1", "1, First chapter", "A titled exercise", "code", "checks.check_confusion_matrix"],
-        ["Exercise 2", "1, First chapter", "An exercise without a title.", "", "—"],
+        ["exercise", "chapter", "task", "kind", "auto-check (ftutils.checks)"],
+        ["Exercise 1", "1, First chapter", "A titled exercise", "code", "check_confusion_matrix"],
+        ["Exercise 2", "1, First chapter", r"An exercise without a title with \(x^2\) in it.", "", "—"],
         ["Exercise 3", "2, Second chapter", "Rerun something", "rerun ( -p X 1 )", "—"],
     ]  # chapter numbers come from the NN_ of the file names, tasks from titles or first sentences
     links = [a["href"] for a in page.find("table", class_="exercise-list").find_all("a")]
@@ -120,6 +120,7 @@ def test_the_exercise_table_is_generated_from_the_exercises(tiny_book, tmp_path)
     second = bs4.BeautifulSoup((tmp_path / "out" / "02_second.html").read_text(), "html.parser")
     text = " ".join(second.get_text(" ").split())
     assert "See Exercise 1 , and exercises 2 and 3 ." in text
+    assert page.find("table", class_="exercise-list").find(class_="math")  # the task keeps its math
 
 
 def test_a_label_that_is_not_an_exercise_fails_the_build(tiny_book, tmp_path):

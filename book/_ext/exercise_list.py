@@ -58,12 +58,36 @@ class ExerciseList(SphinxDirective):
         return [node]
 
 
-def _first_sentence(text: str, limit: int = 110) -> str:
-    text = " ".join(text.split())
-    sentence = re.split(r"(?<=[.?!])\s", text, maxsplit=1)[0]
-    if len(sentence) <= limit:
-        return sentence
-    return sentence[:limit].rsplit(" ", 1)[0] + " …"
+SENTENCE_END = re.compile(r"(?<=[.?!])\s")
+
+
+def _first_sentence(paragraph: nodes.Element, limit: int = 110) -> list[nodes.Node]:
+    """The first sentence of ``paragraph`` as inline nodes: text, code and math kept as they are,
+    a cross reference or citation as its text (it is not resolved in this copy), at most ``limit``
+    characters."""
+    found: list[nodes.Node] = []
+    length = 0
+    for child in paragraph.children:
+        if isinstance(child, nodes.Text):
+            text = str(child).replace("\n", " ")
+            end = SENTENCE_END.search(text)
+            if end:
+                found.append(nodes.Text(text[:end.start()]))
+                return found
+            found.append(nodes.Text(text))
+            length += len(text)
+        elif isinstance(child, (nodes.math, nodes.literal)):
+            found.append(child.deepcopy())
+            length += len(child.astext())
+        elif child.__class__.__name__ in ("pending_xref", "citation_reference") or "cite" in str(child.get("reftype", "")):
+            continue  # a citation inside the task: the exercise itself shows it
+        else:
+            found.append(nodes.Text(child.astext()))
+            length += len(child.astext())
+        if length > limit:
+            found.append(nodes.Text(" …"))
+            return found
+    return found
 
 
 def _task(entry_node: nodes.Element) -> list[nodes.Node]:
@@ -74,7 +98,7 @@ def _task(entry_node: nodes.Element) -> list[nodes.Node]:
         return [child.deepcopy() for child in subtitle[0].children]
     body = next((c for c in entry_node.children[1:] if isinstance(c, nodes.section)), None)
     paragraph = next(iter(body.findall(nodes.paragraph)), None) if body is not None else None
-    return [nodes.Text(_first_sentence(paragraph.astext() if paragraph is not None else ""))]
+    return _first_sentence(paragraph) if paragraph is not None else [nodes.Text("")]
 
 
 def _chapter_name(env: Any, docname: str) -> str:
@@ -114,7 +138,7 @@ def _table(app: Any, fromdocname: str, placeholder: exercise_list) -> nodes.tabl
     for label in sorted(set(kinds) - known):
         logger.warning(f"exercise-list names {label!r}, which is not the label of a numbered exercise in the book",
                        location=(fromdocname, placeholder.line))
-    headers = ("exercise", "chapter", "task", "kind", "auto-check")
+    headers = ("exercise", "chapter", "task", "kind", "auto-check (ftutils.checks)")
     table = nodes.table(classes=["exercise-list"])
     group = nodes.tgroup(cols=len(headers))
     table += group
@@ -134,7 +158,7 @@ def _table(app: Any, fromdocname: str, placeholder: exercise_list) -> nodes.tabl
         checks = list(dict.fromkeys(CHECK.findall(entry["node"].astext())))
         check_nodes: list[nodes.Node] = []
         for i, name in enumerate(checks):
-            check_nodes += ([nodes.Text(", ")] if i else []) + [nodes.literal("", f"checks.{name}")]
+            check_nodes += ([nodes.Text(", ")] if i else []) + [nodes.literal("", name)]
         kind = [c.deepcopy() for c in kinds[label].children] if label in kinds else [nodes.Text("")]
         body += _row([link], [chapter], _task(entry["node"]), kind, check_nodes or [nodes.Text("—")])
     group += body
@@ -143,7 +167,12 @@ def _table(app: Any, fromdocname: str, placeholder: exercise_list) -> nodes.tabl
 
 def _resolve(app: Any, doctree: nodes.document, fromdocname: str) -> None:
     for placeholder in list(doctree.findall(exercise_list)):
-        placeholder.replace_self(_table(app, fromdocname, placeholder))
+        table = _table(app, fromdocname, placeholder)
+        placeholder.replace_self(table)
+        if any(True for _ in table.findall(nodes.math)):
+            # Sphinx loads MathJax only on pages that had math when they were read; this table was not
+            # there yet, so its formulas would stay raw TeX without this.
+            app.env.get_domain("math").data.setdefault("has_equations", {})[fromdocname] = True
 
 
 def _purge(app: Any, env: Any, docname: str) -> None:

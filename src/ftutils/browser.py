@@ -10,9 +10,10 @@ waits until MathJax has typeset the page, and reports what a reader would meet:
   (its right end is cut off, or the whole page scrolls sideways);
 * ``clipped``: content cut by an ``overflow: hidden`` box, or a table cell that pandas truncated
   (``...``);
-* ``scrolls-sideways``: a code block, output, table or equation that needs horizontal scrolling at
-  desktop width (at phone width scrolling is allowed, if it is visible: ``hidden-scroll`` otherwise);
-* ``hidden-scroll``: a box that scrolls sideways with no sign of it (no scrollbar, no scroll shadow);
+* ``scrolls-sideways``: a code block, printed output or table of the book's text that needs horizontal
+  scrolling at desktop width (on a phone scrolling is allowed, if it shows);
+* ``hidden-scroll``: a box that scrolls sideways with no sign of it (no scrollbar, no scroll shadow),
+  e.g. a wide data frame or equation;
 * ``unresolved-ref``: a cross reference Sphinx could not resolve, a link whose page or anchor does not
   exist (an exercise reference whose label is gone), or an exercise number typed as text;
 * ``image``: an image that failed to load;
@@ -39,6 +40,7 @@ import html
 import json
 import os
 import queue
+import re
 import shutil
 import subprocess
 import sys
@@ -102,11 +104,16 @@ def find_chromium() -> str | None:
     return next((found for found in map(shutil.which, CANDIDATES) if found), None)
 
 
+REDIRECT = re.compile(r"<meta[^>]+http-equiv=[\"']?refresh", re.IGNORECASE)
+
+
 def pages(html_dir: Path) -> list[Path]:
-    """Every HTML page of a built book, sorted (Sphinx's ``_static``/``_sources`` folders excluded)."""
+    """Every HTML page of a built book, sorted: not Sphinx's ``_static``/``_sources`` folders, and not a
+    redirect stub (Jupyter Book's ``index.html`` forwards to the first page, which is checked itself)."""
     html_dir = Path(html_dir)
     return sorted(p for p in html_dir.rglob("*.html")
-                  if not SKIPPED_DIRS & set(p.relative_to(html_dir).parts[:-1]))
+                  if not SKIPPED_DIRS & set(p.relative_to(html_dir).parts[:-1])
+                  and not (p.stat().st_size < 2000 and REDIRECT.search(p.read_text(errors="ignore"))))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -321,12 +328,17 @@ INSPECT_JS = r"""
     const wider = el.scrollWidth > el.clientWidth + 1;
     if (!wider || el.clientWidth === 0) continue;
     if (style.overflowX === 'hidden' || style.overflowX === 'clip') {
-      if (!el.closest('mjx-container') && style.textOverflow !== 'ellipsis')
-        add('clipped', `${describe(el)} cuts ${el.scrollWidth - el.clientWidth} px of its content (overflow: ${style.overflowX})`);
+      // MathJax's glyph boxes overhang their formula by a few px (scrollWidth counts them, nothing is
+      // cut): for a formula, compare the typeset formula's own width with its box.
+      const formula = el.querySelector(':scope > mjx-container > mjx-math, :scope > mjx-container');
+      const cut = formula ? formula.getBoundingClientRect().width - el.clientWidth : el.scrollWidth - el.clientWidth;
+      if (cut > 1 && !el.closest('mjx-container') && style.textOverflow !== 'ellipsis')
+        add('clipped', `${describe(el)} cuts ${Math.round(cut)} px of its content (overflow: ${style.overflowX})`);
     } else if (scrolls(style)) {
-      const what = el.matches('pre, .highlight, .output, .cell_output, table, .pst-scrollable-table-container, .math, mjx-container, .table-wrapper')
-                   || el.querySelector('pre, table, mjx-container');
-      if (!phone && what) {
+      // At desktop width, code and its printed output wrap, and the book's own tables fit the column;
+      // a wide data frame or equation may scroll, if it shows that it does (below).
+      const mustFit = el.matches('pre, .highlight, .pst-scrollable-table-container') || el.querySelector('pre');
+      if (!phone && mustFit) {
         add('scrolls-sideways', `${describe(el)} needs ${el.scrollWidth - el.clientWidth} px of sideways scrolling at desktop width`);
       } else {
         const bar = el.offsetHeight - el.clientHeight - parseFloat(style.borderTopWidth) - parseFloat(style.borderBottomWidth);
