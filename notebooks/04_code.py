@@ -411,12 +411,13 @@ test_texts = list(reviews["test"]["text"])
 wrong = np.flatnonzero(test_pred != test_labels)
 wrong = wrong[np.argsort(-test_probs[wrong].max(-1))]
 mistakes = pd.DataFrame({
-    "review": [test_texts[i][:110] for i in wrong[:6]],
+    "review": [test_texts[i] for i in wrong[:6]],
     "true": [label_names[test_labels[i]] for i in wrong[:6]],
     "predicted (p)": [f"{label_names[test_pred[i]]} ({test_probs[i].max():.2f})" for i in wrong[:6]],
 })
 print(f"{len(wrong)} of {len(test_labels)} test reviews misclassified; the most confident mistakes:")
-mistakes
+with pd.option_context("display.max_colwidth", None):  # each review whole, not cut at 50 characters
+    display(mistakes)
 
 # %% tags=["remove-cell", "claims"]
 assert len(wrong) > 0

@@ -62,7 +62,7 @@ cfg = chapter.start(CONFIG, SEED, chapter="06", **chapter.given(n_trials=N_TRIAL
 N_TRIALS = cfg.chapter.n_trials
 chapter.check("N_WORKERS", N_WORKERS, kind=int, minimum=1, maximum=N_TRIALS - 1)
 chapter.check("L2SP_STRENGTH", L2SP_STRENGTH, kind=float, minimum=0)
-pd.set_option("display.max_colwidth", 100)  # the tables' text columns are sentences
+pd.set_option("display.max_colwidth", None)  # the tables' text columns are sentences: show them whole
 workdir = Path(tempfile.mkdtemp(prefix="ftbook-06-"))
 print(f"config {cfg.name}: {cfg.encoder}, {cfg.n_train or 'all'} training articles, max {cfg.max_length} tokens, "
       f"{cfg.epochs} epoch(s), batch {cfg.batch_size}, lr {cfg.learning_rate:g}, {N_TRIALS} trials per search")

@@ -628,7 +628,7 @@ mi = (neural.groupby(["method", "n"], sort=False)
            attack_auc=("mi_auc", "mean"), attack_auc_std=("mi_auc", "std")))
 print(f"loss-threshold membership inference, mean over {N_SEEDS} seeds (losses in nats); auc_before_steps: the "
       "same attack on the starting point, a head fitted on the members as a probe, before any training step")
-mi.round(3)
+mi.round(3).astype({"epochs": int, "steps": int})  # counts as integers (TF-IDF rows made the columns float)
 
 # %% tags=["remove-cell", "claims"]
 # Claim: the fine-tuned model's training reviews have a lower mean loss than unseen reviews at every size,
