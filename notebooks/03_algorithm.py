@@ -27,6 +27,7 @@
 # %% tags=["parameters"]
 CONFIG = "cpu-tiny"  # "cpu-tiny" (offline, CPU, minutes) or "gpu" (full data)
 SEED = 0  # seeds every random draw: the review sample, new heads, shuffling, dropout
+MIXED_PRECISION = None  # None keeps the config's (fp32 on cpu-tiny); "auto" picks bf16 where this machine has it natively
 LAMBDAS = [0.0, 0.01, 1.0, 100.0]  # strengths λ of the L2-SP sweep; 0 is the unregularised baseline
 COMPARE_LAMBDAS = None  # λ > 0 for the decoupled form and weight decay; None: the largest λ on cpu-tiny, all on gpu
 N_SEEDS = None  # repeats per setting; None takes the config's n_seeds
@@ -44,7 +45,7 @@ from ftutils import (batching, chapter, checks, data, experiments, models, plott
                      trainer)
 
 # A short run per setting on cpu-tiny (48 steps), with warm-up and a faster head: ftutils.config.CHAPTERS["03"].
-cfg = chapter.start(CONFIG, SEED, chapter="03")
+cfg = chapter.start(CONFIG, SEED, chapter="03", **chapter.given(mixed_precision=MIXED_PRECISION))
 N_SEEDS = chapter.check("N_SEEDS", cfg.n_seeds if N_SEEDS is None else N_SEEDS, kind=int, minimum=1)
 SEEDS = cfg.seeds(N_SEEDS)  # training seeds of every setting: a block of its own for each SEED
 chapter.check("LAMBDAS", LAMBDAS, items=float, minimum=0)
@@ -283,7 +284,7 @@ print(f"tokenised to at most {cfg.max_length} tokens; training: {cfg.epochs} epo
 def train_once(settings: dict, seed: int) -> dict:
     """Fine-tune a fresh model with one regulariser; return accuracy, distance per layer and history."""
     run = recipes.fine_tune(
-        lambda s: models.load(cfg.encoder, "sequence-classification", labels=label_names, pooling="mean", seed=s)[0],
+        lambda s: models.load(cfg.encoder, "sequence-classification", labels=label_names, pooling=cfg.pooling, seed=s)[0],
         tokenized["train"], tokenized["validation"], tokenizer=tokenizer,
         config=trainer.TrainingConfig.from_book_config(cfg, seed=seed, eval_strategy="no", progress=False),
         regularizer=lambda model: regularizers.make_regularizer(settings["kind"], model, settings["strength"]),
@@ -315,7 +316,7 @@ print(f"{len(runs)} runs ready in {grid_seconds:.0f} s ({int(runs['cached'].sum(
 # fitted it, without a single training step.
 
 # %%
-probe = models.load(cfg.encoder, "sequence-classification", labels=label_names, pooling="mean", seed=cfg.seed)[0]
+probe = models.load(cfg.encoder, "sequence-classification", labels=label_names, pooling=cfg.pooling, seed=cfg.seed)[0]
 models.init_head_from_probe(probe, tokenized["train"], tokenizer=tokenizer)
 probe_accuracy = trainer.evaluate(probe, tokenized["validation"], tokenizer=tokenizer)["eval_accuracy"]
 print(f"linear probe on the frozen pretrained features: validation accuracy {probe_accuracy:.3f}")

@@ -28,6 +28,7 @@
 # %% tags=["parameters"]
 CONFIG = "cpu-tiny"  # "cpu-tiny" (offline, CPU, ~3 minutes) or "gpu" (all reviews)
 SEED = 0  # seeds every random draw: the review sample, new heads, shuffling, dropout
+MIXED_PRECISION = None  # None keeps the config's (fp32 on cpu-tiny); "auto" picks bf16 where this machine has it natively
 TRAIN_EXAMPLES = None  # reviews to train on; None: the chapter picks by CONFIG (384 on cpu-tiny, all on gpu)
 L2SP_STRENGTH = 0.01  # λ in the L2-SP penalty λ‖θ − θ_p‖² of the ftutils run
 NEW_SENTENCES = None  # list of your own sentences to classify; None: the chapter's examples
@@ -51,7 +52,7 @@ from ftutils import baselines, batching, chapter, checks, data, metrics, models,
 chapter.check("TRAIN_EXAMPLES", TRAIN_EXAMPLES, kind=int, minimum=16, allow_none=True)
 chapter.check("L2SP_STRENGTH", L2SP_STRENGTH, kind=float, minimum=0)
 chapter.check("NEW_SENTENCES", NEW_SENTENCES, items=str, allow_none=True)
-cfg = chapter.start(CONFIG, SEED, chapter="04", **chapter.given(n_train=TRAIN_EXAMPLES))
+cfg = chapter.start(CONFIG, SEED, chapter="04", **chapter.given(n_train=TRAIN_EXAMPLES, mixed_precision=MIXED_PRECISION))
 print(f"config {cfg.name}: {cfg.encoder}, {cfg.n_train or 'all'} training reviews, "
       f"max {cfg.max_length} tokens, {cfg.epochs} epochs, batch {cfg.batch_size}, lr {cfg.learning_rate:g}")
 
@@ -62,6 +63,12 @@ print(f"config {cfg.name}: {cfg.encoder}, {cfg.n_train or 'all'} training review
 # and `ftutils.models.load` the pretrained encoder with a new two-class head. The article's
 # `BertForSequenceClassification.from_pretrained('bert-base-uncased')` needs the Hugging Face hub,
 # which this book does not assume; `models.load` accepts a hub id where the hub is reachable.
+#
+# This chapter corrects the article's script, so it keeps the article's model class: the checkpoint's
+# own head, which classifies the `[CLS]` vector (`pooling="model"`, the default of `models.load`), where
+# every other chapter uses the book's mean-pooling head ({ref}`sec-head-convention`). It is also the
+# class that `save_pretrained` writes and `from_pretrained` reads back, which the checkpoint section
+# below relies on.
 
 # %% tags=["nbval-check-output"]
 reviews = data.load_for("rotten_tomatoes", cfg)

@@ -30,6 +30,7 @@
 # %% tags=["parameters"]
 CONFIG = "cpu-tiny"  # "cpu-tiny" (offline, CPU, a few minutes) or "gpu" (all articles)
 SEED = 0  # seeds every random draw: the data samples, new heads, shuffling, dropout, the searches
+MIXED_PRECISION = None  # None keeps the config's (fp32 on cpu-tiny); "auto" picks bf16 where this machine has it natively
 N_TRIALS = None  # trials per search method; None means 6 on cpu-tiny and 12 on gpu
 N_WORKERS = 2  # parallel worker processes that finish the stored Optuna study
 L2SP_STRENGTH = 0.01  # λ of the L2-SP penalty in every run of the chapter
@@ -58,7 +59,7 @@ from ftutils.hf import RegularizedTrainer, precision_arguments
 
 # Some 40 short trainings, each of 8 steps on cpu-tiny; sizes, sweep rate, trials: ftutils.config.CHAPTERS["06"].
 chapter.check("N_TRIALS", N_TRIALS, kind=int, minimum=4, allow_none=True)
-cfg = chapter.start(CONFIG, SEED, chapter="06", **chapter.given(n_trials=N_TRIALS))
+cfg = chapter.start(CONFIG, SEED, chapter="06", **chapter.given(n_trials=N_TRIALS, mixed_precision=MIXED_PRECISION))
 N_TRIALS = cfg.chapter.n_trials
 chapter.check("N_WORKERS", N_WORKERS, kind=int, minimum=1, maximum=N_TRIALS - 1)
 chapter.check("L2SP_STRENGTH", L2SP_STRENGTH, kind=float, minimum=0)
@@ -73,7 +74,7 @@ label_names = topics["train"].features["label"].names
 print(data.describe(topics))
 
 # %%
-_, tokenizer = models.load(cfg.encoder, "sequence-classification", labels=label_names, pooling="mean")
+_, tokenizer = models.load(cfg.encoder, "sequence-classification", labels=label_names, pooling=cfg.pooling)
 tokenized = batching.tokenize_classification(topics, tokenizer, cfg.max_length)
 steps_per_epoch = -(-len(tokenized["train"]) // cfg.batch_size)
 total_steps = cfg.epochs * steps_per_epoch
@@ -102,7 +103,7 @@ print(f"{total_steps} optimizer steps per run, {warmup_steps} of them warmup")
 def fresh_model():
     """The pretrained encoder with a new mean-pooling head, the same on every call (same seed)."""
     transformers.set_seed(cfg.seed)
-    model, _ = models.load(cfg.encoder, "sequence-classification", labels=label_names, pooling="mean")
+    model, _ = models.load(cfg.encoder, "sequence-classification", labels=label_names, pooling=cfg.pooling)
     return model
 
 
@@ -194,7 +195,7 @@ print(f"majority-class accuracy on these validation articles: {majority:.3f}; "
 SEEDS = cfg.seeds(3)
 topic_spec = dict(model=cfg.encoder, dataset="bbc_news", n_train=cfg.n_train, n_eval=cfg.n_eval,
                   max_length=cfg.max_length, seed=cfg.seed, epochs=cfg.epochs, mixed_precision=cfg.mixed_precision,
-                  l2sp=L2SP_STRENGTH, pooling="mean")
+                  l2sp=L2SP_STRENGTH, pooling=cfg.pooling)
 BASE = {"learning_rate": cfg.chapter.sweep_learning_rate, "batch_size": cfg.batch_size, "warmup": cfg.warmup,
         "lr_scheduler": "linear"}
 objective = search.cached_objective(topic_spec, base=BASE, config=cfg.name, experiment="ch06")

@@ -30,6 +30,7 @@
 # %% tags=["parameters"]
 CONFIG = "cpu-tiny"  # "cpu-tiny" (offline, CPU, minutes) or "gpu" (full data)
 SEED = 0  # seeds every random draw: the data samples, new heads, shuffling, dropout, resampling
+MIXED_PRECISION = None  # None keeps the config's (fp32 on cpu-tiny); "auto" picks bf16 where this machine has it natively
 SIZES = None  # training-set sizes of the learning curve; None: chosen for CONFIG (40, 120, 360 on cpu-tiny)
 N_SEEDS = None  # seeds per point of the learning curve; None takes the config's n_seeds
 VARIANCE_SEEDS = 5  # seeds of the fine-tuning runs at the smallest size (the seed-variance section)
@@ -52,7 +53,7 @@ from ftutils import (baselines, batching, chapter, checks, data, evaluation, gen
 chapter.check("SIZES", SIZES, items=int, minimum=16, allow_none=True)
 for name, value, least in (("N_SEEDS", N_SEEDS, 2), ("VARIANCE_SEEDS", VARIANCE_SEEDS, 2), ("N_BOOTSTRAP", N_BOOTSTRAP, 100)):
     chapter.check(name, value, kind=int, minimum=least, allow_none=name == "N_SEEDS")
-cfg = chapter.start(CONFIG, SEED, chapter="07", **chapter.given(sizes=SIZES))
+cfg = chapter.start(CONFIG, SEED, chapter="07", **chapter.given(sizes=SIZES, mixed_precision=MIXED_PRECISION))
 SIZES = sorted(set(cfg.chapter.sizes))
 N_SEEDS = cfg.n_seeds if N_SEEDS is None else N_SEEDS
 SEEDS = cfg.seeds(N_SEEDS)  # training seeds of the learning curve: a block of its own for each SEED
@@ -173,7 +174,7 @@ print(f"majority-class test accuracy {majority_accuracy:.3f}")
 def make_classifier(pretrained: bool, seed: int):
     """MiniLM (pretrained or random weights) with a mean-pooling head, its new weights drawn from `seed`."""
     model, _ = models.load(cfg.encoder, "sequence-classification", labels=label_names, pretrained=pretrained,
-                           pooling="mean", seed=seed)
+                           pooling=cfg.pooling, seed=seed)
     return model.to(device)
 
 
