@@ -51,6 +51,7 @@ import transformers
 from ftutils import (baselines, batching, chapter, checks, data, evaluation, generation, lora, metrics, models,
                      multilingual, ner, plotting, qa, recipes, results, trainer)
 
+pd.set_option("display.max_colwidth", None)  # the example tables' text columns: show them whole
 # A few hundred examples per task on cpu-tiny, every example on gpu: ftutils.config.CHAPTERS["05"].
 cfg = chapter.start(CONFIG, SEED, chapter="05", **chapter.given(mixed_precision=MIXED_PRECISION))
 chapter.check("QA_DATASET", QA_DATASET, kind=str)  # "wnut16" or a hub id such as "rajpurkar/squad"

@@ -220,7 +220,7 @@ def test_over_seeds_and_clears_read_the_spread():
 def test_right_and_wrong_shows_both_kinds_and_cuts_long_texts():
     from ftutils.evaluation import right_and_wrong
 
-    table = right_and_wrong(["a" * 200, "b", "c", "d"], [1, 0, 0, 1], [1, 1, 0, 0], n=2, width=10)
+    table = right_and_wrong(["a" * 200, "b", "c", "d\n\n"], [1, 0, 0, 1], [1, 1, 0, 0], n=2, width=10)
     assert list(table["correct"]) == [True, True, False, False]
     assert table["text"][0] == "a" * 9 + "…" and list(table["text"][2:]) == ["b", "d"]
     with pytest.raises(ValueError, match="differ in length"):

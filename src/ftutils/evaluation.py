@@ -216,8 +216,8 @@ def right_and_wrong(texts: Sequence[str], predictions: Sequence[Any], references
                     n: int = 2, width: int = 90) -> pd.DataFrame:
     """The first ``n`` examples a model gets right and the first ``n`` it gets wrong, side by side.
 
-    ``predictions`` and ``references`` are labels (names or ids) per text; texts are cut to ``width``
-    characters.
+    ``predictions`` and ``references`` are labels (names or ids) per text; texts are put on one line and
+    cut to ``width`` characters.
 
     Example:
         >>> right_and_wrong(["good film", "dull", "fine"], ["pos", "pos", "pos"], ["pos", "neg", "pos"], n=1)
@@ -230,7 +230,8 @@ def right_and_wrong(texts: Sequence[str], predictions: Sequence[Any], references
                          f"{len(predictions)}, {len(references)}.")
     right = [i for i in range(len(texts)) if predictions[i] == references[i]][:n]
     wrong = [i for i in range(len(texts)) if predictions[i] != references[i]][:n]
-    rows = [{"text": (texts[i] if len(texts[i]) <= width else texts[i][:width - 1] + "…"),
+    flat = [" ".join(str(t).split()) for t in texts]  # one line per example: a headline's line breaks go
+    rows = [{"text": (flat[i] if len(flat[i]) <= width else flat[i][:width - 1] + "…"),
              "prediction": predictions[i], "reference": references[i], "correct": i in right}
             for i in right + wrong]
     return pd.DataFrame(rows, columns=["text", "prediction", "reference", "correct"])
