@@ -48,6 +48,7 @@ import transformers
 
 from ftutils import baselines, batching, chapter, checks, data, metrics, models, plotting, regularizers, results, trainer
 
+pd.set_option("display.max_colwidth", None)  # tables show their reviews, sentences and calls whole
 # Three models train here, so cpu-tiny uses fewer, shorter reviews than its defaults: ftutils.config.CHAPTERS["04"].
 chapter.check("TRAIN_EXAMPLES", TRAIN_EXAMPLES, kind=int, minimum=16, allow_none=True)
 chapter.check("L2SP_STRENGTH", L2SP_STRENGTH, kind=float, minimum=0)
@@ -423,8 +424,7 @@ mistakes = pd.DataFrame({
     "predicted (p)": [f"{label_names[test_pred[i]]} ({test_probs[i].max():.2f})" for i in wrong[:6]],
 })
 print(f"{len(wrong)} of {len(test_labels)} test reviews misclassified; the most confident mistakes:")
-with pd.option_context("display.max_colwidth", None):  # each review whole, not cut at 50 characters
-    display(mistakes)
+mistakes
 
 # %% tags=["remove-cell", "claims"]
 assert len(wrong) > 0
@@ -475,8 +475,7 @@ table = pd.DataFrame(
 ).set_index("model")
 print(f"{len(tokenized['train']):,} training reviews, {len(test_labels)} test reviews, one run each (seed {cfg.seed}), "
       f"config {cfg.name}")
-with pd.option_context("display.max_colwidth", None):  # show each call whole, not cut at 50 characters
-    display(table.round(3))
+table.round(3)
 
 # %% tags=["remove-cell", "claims"]
 # Claims in the text: the pretrained model beats random init and TF-IDF; random init is not much better
