@@ -67,12 +67,19 @@ def test_tpe_beats_random_on_a_smooth_objective():
     assert best["tpe"] > -0.05  # within ~0.2 decades of the optimum
 
 
-def test_stored_study_resumes_without_repeating_trials(tmp_path):
+def _counted_quadratic():
+    """The quadratic objective and the list of the parameters of every call it gets."""
     calls = []
 
     def objective(p):
         calls.append(p)
         return search.quadratic_objective(p)
+
+    return calls, objective
+
+
+def test_stored_study_resumes_without_repeating_trials(tmp_path):
+    calls, objective = _counted_quadratic()
 
     storage = tmp_path / "study.journal"
     first = search.run_search(objective, SPACE, method="tpe", n_trials=3, storage=storage, study_name="s")
@@ -99,11 +106,7 @@ def test_a_trial_running_elsewhere_counts_toward_the_budget_and_a_dead_one_does_
     """Chapter 6's TPE once ran 7 trials on a budget of 6: two workers both started the last one."""
     import optuna
 
-    calls = []
-
-    def objective(p):
-        calls.append(p)
-        return search.quadratic_objective(p)
+    calls, objective = _counted_quadratic()
 
     storage = tmp_path / "study.journal"
     search.run_search(objective, SPACE, method="random", n_trials=5, storage=storage, study_name="s")

@@ -335,7 +335,8 @@ def plot_against_baselines(rows: Sequence[Mapping[str, Any]], *, title: str = "F
 
     A row has ``label`` (what the line is), ``scores`` (one per seed), ``baseline_score`` and,
     optionally, ``scale`` (scores and baseline are divided by it, e.g. 100 for chrF). A model that beats
-    its baseline by more than its seed spread is drawn in blue, one that does not in orange.
+    its baseline by more than its seed spread (:func:`ftutils.evaluation.clears`) is drawn in blue, one
+    that does not in orange.
 
     Example:
         >>> fig = plot_against_baselines([{"label": "topics", "scores": [0.9, 0.95], "baseline_score": 0.8},
@@ -344,6 +345,8 @@ def plot_against_baselines(rows: Sequence[Mapping[str, Any]], *, title: str = "F
         (True, 2)
         >>> plt.close(fig)
     """
+    from ftutils import evaluation
+
     if not rows:
         raise ValueError("plot_against_baselines needs at least one row.")
     fig, ax = plt.subplots(figsize=(8.0, 0.62 * len(rows) + 1.3))
@@ -351,8 +354,7 @@ def plot_against_baselines(rows: Sequence[Mapping[str, Any]], *, title: str = "F
         scale = float(row.get("scale", 1.0))
         scores = np.asarray(row["scores"], dtype=float) / scale
         base = float(row["baseline_score"]) / scale
-        clears = scores.mean() - base > scores.max() - scores.min()
-        color = "tab:blue" if clears else "tab:orange"
+        color = "tab:blue" if evaluation.clears(scores, base) else "tab:orange"
         ax.hlines(y, min(base, scores.min()), max(base, scores.max()), color="lightgrey", linewidth=1, zorder=1)
         ax.scatter(scores, np.full(len(scores), y), color=color, s=22, zorder=3, alpha=0.8)
         ax.vlines(scores.mean(), y - 0.28, y + 0.28, color=color, linewidth=2.5, zorder=3, gid="mean")
