@@ -92,10 +92,10 @@ def test_layout_problems_sees_the_old_learning_curve_defect():
     """Before the fix a log axis over 40..360 also labelled minor ticks: '3×10²' overlapped '360'."""
     fig = plot_train_size_curve(curve_summary(curve_runs((40, 120, 360))))
     ax = fig.axes[0]
-    from matplotlib.ticker import LogFormatterSciNotation
-
-    ax.xaxis.set_minor_formatter(LogFormatterSciNotation(labelOnlyBase=False))
-    assert any("tick labels overlap" in p for p in layout_problems(fig))
+    # The labels the old figure drew, set by hand: whether Matplotlib labels minor log ticks by itself
+    # depends on its version (3.11 does over 40..360, 3.9 does not), which is not what this tests.
+    ax.set_xticks([300, 400], ["3×10²", "4×10²"], minor=True)
+    assert any("tick labels overlap" in p and "360" in p for p in layout_problems(fig))
     plt.close(fig)
 
 
