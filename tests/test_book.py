@@ -120,6 +120,15 @@ def test_run_executes_with_parameters_and_a_failing_chapter_names_its_cell(tiny_
     assert "ValueError: no such column: 3" in message
 
 
+def test_a_chapter_kernel_prints_no_tqdm_widget_warning(tiny_book):
+    """Without ipywidgets, importing tqdm.auto in a kernel warns with the venv's path; the runner hides it."""
+    (tiny_book / "notebooks" / "02_tqdm.py").write_text(chapter_source("import tqdm.auto\nprint('imported')\n"))
+    book.run(tiny_book, "cpu-tiny", ["02"], build_html=False)
+    executed = nbformat.read(tiny_book / "executed" / "02_tqdm.ipynb", as_version=4)
+    printed = "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs)
+    assert "imported" in printed and "IProgress" not in printed, printed
+
+
 def test_times_table_merges_rows_and_totals_per_config(tmp_path):
     book.write_times(tmp_path, {("01_a", "cpu-tiny"): (10.0, "d", "m"), ("02_b", "cpu-tiny"): (5.0, "d", "m")})
     book.write_times(tmp_path, {("01_a", "cpu-tiny"): (12.0, "d2", "m"), ("HTML build", "cpu-tiny"): (30.0, "d", "m")})

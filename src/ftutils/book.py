@@ -232,7 +232,8 @@ def execute_chapter(root: Path, chapter: Chapter, config: str, params: dict[str,
         record = Path(tmp) / "config.json"  # ftutils.chapter.start writes the configuration it ran
         started = time.perf_counter()
         results_rows = Path(tmp) / "results.jsonl"  # ftutils.results.record appends the chapter's results
-        env = {RECORD_ENV: str(record), SMOKE_ENV: "1" if smoke else "0", results.RESULTS_ENV: str(results_rows)}
+        env = {RECORD_ENV: str(record), SMOKE_ENV: "1" if smoke else "0", results.RESULTS_ENV: str(results_rows),
+               "PYTHONWARNINGS": kernel_warning_filters()}
         try:
             with expected_errors_allowed(), _environment(env):
                 papermill.execute_notebook(
@@ -254,6 +255,24 @@ def execute_chapter(root: Path, chapter: Chapter, config: str, params: dict[str,
                                          "book_config": ran, "results": rows})
     nbformat.write(executed, out)
     return seconds
+
+
+# Warnings the kernel ignores from its first line on, as ``-W`` filters (``action:message-prefix``). A
+# chapter's own filters (``ftutils.chapter.quiet``) come too late for these: tqdm warns while
+# ``import transformers`` runs, in the chapter's first cell, and the warning names the reader's venv path.
+KERNEL_IGNORED_WARNINGS = ("ignore:IProgress not found",)  # tqdm.auto in a kernel without ipywidgets
+
+
+def kernel_warning_filters() -> str:
+    """``PYTHONWARNINGS`` for a chapter's kernel: the caller's filters, then the book's.
+
+    Example:
+        >>> import os
+        >>> os.environ.pop("PYTHONWARNINGS", None) and None
+        >>> kernel_warning_filters()
+        'ignore:IProgress not found'
+    """
+    return ",".join(filter(None, [os.environ.get("PYTHONWARNINGS", ""), *KERNEL_IGNORED_WARNINGS]))
 
 
 RECORD_ENV = "FTUTILS_RECORD_CONFIG"  # read by ftutils.chapter.start (not imported here: it imports torch)
