@@ -132,6 +132,7 @@ news_gold = list(news["test"]["label"])
 print(f"MiniLM: macro-F1 {evaluation.over_seeds(scores_of(news_runs, 'eval_macro_f1'))}, accuracy "
       f"{evaluation.over_seeds(scores_of(news_runs, 'eval_accuracy'))}, trained in {seconds_of(news_runs):.0f} s")
 print(f"TF-IDF + logistic regression: macro-F1 {news_tfidf['macro_f1']:.3f}, accuracy {news_tfidf['accuracy']:.3f}")
+print(f"MiniLM's macro-F1 against TF-IDF's: {evaluation.verdict(scores_of(news_runs, 'eval_macro_f1'), news_tfidf['macro_f1'])}")
 summary.append(dict(task="topics (bbc_news)", model="MiniLM", metric="macro-F1",
                     scores=scores_of(news_runs, "eval_macro_f1"), baseline="TF-IDF+logreg",
                     baseline_score=news_tfidf["macro_f1"], train_s=seconds_of(news_runs)))
@@ -170,9 +171,14 @@ plt.show()
 evaluation.right_and_wrong(list(news["test"]["text"]), [topics[i] for i in news_pred], [topics[i] for i in news_gold])
 
 # %% [markdown]
-# News topics are an easy case for bag-of-words: each topic has its own vocabulary ("shares",
-# "election", "film", "match"), which TF-IDF picks up from a few hundred articles. Fine-tuning earns
-# its cost on tasks where word order and meaning matter more than word choice, as in the next section.
+# Fine-tuning does not buy much here, and the text should say so plainly: TF-IDF reaches a macro-F1
+# above 0.8 from the same few hundred articles, and whether MiniLM's lead over it is larger than
+# MiniLM's own seed spread depends on the sample of articles (the last line of the scores above says
+# it for this run; the summary's `clears` column and the results page keep it for the recorded one).
+# The reason is the task. News topics are an easy case for bag-of-words: each topic has its own
+# vocabulary ("shares", "election", "film", "match"), which TF-IDF picks up from a few hundred
+# articles. Fine-tuning earns its cost on tasks where word order and meaning matter more than word
+# choice, as in the next section.
 #
 # (sec-app-sentiment)=
 # ## Sentiment, in English and in Chinese
@@ -381,9 +387,8 @@ per_type_table(pd_scores, pd_dictionary)
 
 # %%
 for name, f1, dictionary in (("tweets", tweet_f1, tweet_dictionary), ("Chinese news", [s["f1"] for s in pd_scores], pd_dictionary)):
-    verdict = ("beats, by more than its seed spread," if evaluation.clears(f1, dictionary["f1"]) else
-               "beats on every seed, by less than its seed spread," if min(f1) > dictionary["f1"] else "does not beat")
-    print(f"{name}: fine-tuned entity F1 {evaluation.over_seeds(f1)} {verdict} the dictionary's {dictionary['f1']:.3f}")
+    print(f"{name}: fine-tuned entity F1 {evaluation.over_seeds(f1)} against the dictionary's "
+          f"{dictionary['f1']:.3f}: {evaluation.verdict(f1, dictionary['f1'])}")
 summary.append(dict(task="NER, English tweets (wnut16)", model="MiniLM", metric="entity F1",
                     scores=tweet_f1, baseline="dictionary", baseline_score=tweet_dictionary["f1"],
                     train_s=tweet_seconds))
@@ -603,7 +608,7 @@ for name, runs in (("SmolLM2-135M, top 2 blocks + head", decoder_runs), ("MiniLM
                  "seconds per run": round(seconds_of(runs) / len(runs), 1)})
 rows.append({"model": "TF-IDF + logistic regression", "accuracy": f"{mail_tfidf['accuracy']:.3f}"})
 rows.append({"model": "always the majority class (ham)", "accuracy": f"{mail_majority:.3f}"})
-pd.DataFrame(rows).set_index("model").fillna("")
+pd.DataFrame(rows).set_index("model").astype(object).fillna("")  # blanks, not NaN, where a row has no value
 
 # %%
 for model_name, runs in (("SmolLM2, top 2 blocks", decoder_runs), ("MiniLM, full", encoder_runs)):
@@ -731,8 +736,9 @@ for row in summary:
 #   choose a model whose vocabulary covers the language.
 # * Tagging and span extraction need many more training steps than sentence classification before
 #   the model stops predicting the majority answer (`O`, "no answer"): at 48 steps the tagger found no
-#   entity; at 144 it beats the dictionary by more than its seed spread. Compare fine-tuned scores with
-#   the dictionary and "no answer" baselines before trusting them.
+#   entity; at 144 the tagger of every seed beats the dictionary, though not always by more than the
+#   spread of its seeds (the verdict printed in that section). Compare fine-tuned scores with the dictionary and "no answer" baselines
+#   before trusting them.
 # * LoRA needs its own, larger learning rate; at it, it learns with a fraction of a percent of the
 #   parameters trained.
 # * Sub-word tokens need label alignment (NER) and offset mapping (QA); both are where most bugs hide.

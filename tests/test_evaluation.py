@@ -217,6 +217,18 @@ def test_over_seeds_and_clears_read_the_spread():
         clears([], 0.5)
 
 
+def test_verdict_follows_clears_and_the_worst_seed():
+    from ftutils.evaluation import clears, verdict
+
+    cases = [([0.80, 0.84, 0.82], 0.70, "more than the seed spread"),
+             ([0.71, 0.84], 0.70, "on every seed, by less"),
+             ([0.70, 0.84], 0.70, "does not beat"),  # a tie on one seed is not a win
+             ([0.60, 0.62], 0.70, "does not beat")]
+    for scores, baseline, words in cases:
+        assert words in verdict(scores, baseline), (scores, baseline, verdict(scores, baseline))
+        assert ("more than" in verdict(scores, baseline)) == clears(scores, baseline)
+
+
 def test_right_and_wrong_shows_both_kinds_and_cuts_long_texts():
     from ftutils.evaluation import right_and_wrong
 

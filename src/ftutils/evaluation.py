@@ -212,6 +212,24 @@ def clears(scores: Sequence[float], baseline: float | Sequence[float], margin: f
     return sum(values) / len(values) - sum(base) / len(base) > spread + margin
 
 
+def verdict(scores: Sequence[float], baseline: float) -> str:
+    """How the seeds' ``scores`` stand against ``baseline``, in words, by the rule of :func:`clears`.
+
+    For a sentence whose outcome differs from sample to sample: the chapter prints the verdict its
+    run measured instead of asserting one.
+
+    Example:
+        >>> verdict([0.80, 0.84, 0.82], 0.70), verdict([0.72, 0.84], 0.70), verdict([0.66, 0.84], 0.70)
+        ('beats it by more than the seed spread', 'beats it on every seed, by less than the seed spread', 'does not beat it on every seed')
+    """
+    values = [float(v) for v in scores]
+    if clears(values, baseline):
+        return "beats it by more than the seed spread"
+    if min(values) > float(baseline):
+        return "beats it on every seed, by less than the seed spread"
+    return "does not beat it on every seed"
+
+
 def right_and_wrong(texts: Sequence[str], predictions: Sequence[Any], references: Sequence[Any], *,
                     n: int = 2, width: int = 90) -> pd.DataFrame:
     """The first ``n`` examples a model gets right and the first ``n`` it gets wrong, side by side.
