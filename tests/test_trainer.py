@@ -451,6 +451,17 @@ def test_training_with_buffered_adamw_ends_with_the_weights_of_torch_adamw(monke
         assert torch.equal(a, b), name
 
 
+def test_cpu_bf16_speedup_is_measured_once_and_leaves_random_state_alone():
+    tr.cpu_bf16_speedup.cache_clear()
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    speedup = tr.cpu_bf16_speedup()
+    assert torch.equal(torch.rand(3), expected)  # its weights come from a private generator
+    assert 0.05 < speedup < 20, speedup  # a ratio of two timings of the same block, not a constant
+    assert tr.cpu_bf16_speedup() == speedup  # cached: every TrainingConfig("auto") gets one answer
+
+
 def test_cpu_supports_bf16_reads_the_cpu_flags(tmp_path, monkeypatch):
     def cpuinfo(flags: str) -> str:
         path = tmp_path / f"cpuinfo-{len(list(tmp_path.iterdir()))}"
