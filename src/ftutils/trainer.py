@@ -702,12 +702,12 @@ BF16_MIN_SPEEDUP = 1.1
 @functools.lru_cache(maxsize=1)
 def cpu_bf16_speedup(tokens: int = 512, width: int = 384, repeats: int = 5) -> float:
     """fp32 time over bf16-autocast time of one transformer feed-forward block, forward and backward,
-    on this CPU (> 1: bf16 is faster). Measured once per process (about 0.1-0.3 s), then cached.
+    on this CPU (> 1: bf16 is faster). Measured once per process (about 0.5 s), then cached.
 
     Native bfloat16 instructions are not enough to make bf16 pay: on the 2-core AMD EPYC this book was
-    developed on (``avx512_bf16``) a MiniLM training step ran 1.46x faster under bf16 autocast, while on
-    a 2-core Intel Xeon with the same flag the benchmark's bf16 training runs took about 1.3x *longer* than fp32
-    (``benchmarks/README.md``). The block is MiniLM-sized (``width`` 384, a 4x wider hidden layer,
+    developed on (``avx512_bf16``) a MiniLM training step ran 1.46x faster under bf16 autocast, while
+    on a 2-core Intel Xeon with the same flag the benchmark's bf16 training runs took about 1.3x
+    *longer* than fp32, and this block measured 0.55x (``benchmarks/README.md``). The block is MiniLM-sized (``width`` 384, a 4x wider hidden layer,
     ``tokens`` = batch x sequence length); its weights come from a private generator, so measuring
     leaves every global random state as it was.
 
