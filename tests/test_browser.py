@@ -147,6 +147,22 @@ def test_command_line_exit_codes(site, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "emoji.html @ 420 px: emoji:" in out and "screenshots:" in out
     assert browser.main([str(tmp_path / "nothing")]) == 2
+    assert browser.main([str(site), "--screenshots", str(site)]) == 2  # would overwrite the pages it checks
+    assert "holds the HTML being checked" in capsys.readouterr().err
+
+
+def test_a_screenshots_folder_loses_only_the_old_screenshots(site, tmp_path):
+    folder = tmp_path / "shots"
+    (folder / "1400px").mkdir(parents=True)
+    for name in ("1400px/old.png", "1400px/notes.txt", "index.html", "mine.txt"):
+        (folder / name).write_text("x")
+    browser._clear_screenshots(folder, site, [1400, 420])
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()) == [
+        "1400px/notes.txt", "mine.txt"]
+    for holding_the_html in (site, site.parent):  # e.g. `--screenshots _build` for _build/html
+        with pytest.raises(ValueError, match="holds the HTML being checked"):
+            browser._clear_screenshots(holding_the_html, site, [1400])
+    assert (site / "clean.html").is_file()
 
 
 def test_a_missing_chromium_is_a_clear_error(site, monkeypatch):

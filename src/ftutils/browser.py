@@ -536,6 +536,24 @@ def _gallery(folder: Path, reports: Sequence[PageReport], problems: Sequence[Pro
     return page
 
 
+def _clear_screenshots(folder: Path, html_dir: Path, widths: Sequence[int]) -> None:
+    """Make ``folder`` ready for new screenshots, removing only what an earlier audit wrote there.
+
+    That is the ``<width>px`` folders of PNGs and the ``index.html`` beside them. Anything else in
+    ``folder`` stays; a folder that holds the HTML being checked is refused, not emptied.
+    """
+    if folder == html_dir or folder in html_dir.parents:
+        raise ValueError(f"--screenshots {folder} holds the HTML being checked ({html_dir}): give a folder of "
+                         "its own, e.g. _build/screenshots.")
+    folder.mkdir(parents=True, exist_ok=True)
+    for width in widths:
+        shots = folder / f"{width}px"
+        if shots.is_dir():
+            for png in shots.glob("*.png"):
+                png.unlink()
+    (folder / "index.html").unlink(missing_ok=True)
+
+
 def audit(html_dir: Path | str, *, widths: Iterable[int] = WIDTHS.values(), screenshots: Path | str | None = None,
           only: Sequence[str] | None = None, timeout: float = 90.0, chromium: str | None = None,
           progress: bool = False) -> tuple[list[Problem], list[PageReport]]:
@@ -555,10 +573,10 @@ def audit(html_dir: Path | str, *, widths: Iterable[int] = WIDTHS.values(), scre
     if executable is None:
         raise DevToolsError("no Chromium found (looked for $CHROMIUM, " + ", ".join(CANDIDATES) + "): install "
                             "the system package, e.g. `apt-get install -y chromium` on Debian/Ubuntu.")
+    widths = list(widths)
     folder = Path(screenshots).resolve() if screenshots is not None else None
     if folder is not None:
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
+        _clear_screenshots(folder, html_dir, widths)
     browser = _Chromium(executable, timeout=timeout)
     reports: list[PageReport] = []
     try:
@@ -602,7 +620,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         problems, reports = audit(args.html_dir, widths=args.width or WIDTHS.values(), screenshots=screenshots,
                                   only=args.only, timeout=args.timeout, progress=True)
-    except (DevToolsError, FileNotFoundError) as error:
+    except (DevToolsError, FileNotFoundError, ValueError) as error:
         print(f"[browser] {error}", file=sys.stderr)
         return 2
     for problem in problems:
