@@ -47,6 +47,20 @@ def test_margin_must_exceed_the_spread_in_the_metrics_direction():
         metric="perplexity", scores=[10.0, 11.0], baseline_score=8.0, higher_is_better=False))
 
 
+def test_one_rule_for_clears_in_chapters_and_on_the_page():
+    import numpy as np
+
+    from ftutils import evaluation
+
+    assert evaluation.clears is results.clears  # a chapter's `clears` column and the page cannot disagree
+    recorded = row(scores=[np.float32(0.7), np.float32(0.74)], baseline_score=np.float32(0.6))  # NumPy scalars
+    assert recorded["clears"] is True and results.margin_holds(recorded)
+    assert results.clears([0.7, 0.74], np.float64(0.6)) and results.clears([0.7, 0.74], np.float32(0.6))
+    # A row written before rows carried "clears" is judged on its rounded numbers, by the same rule.
+    old = {k: v for k, v in row(scores=[0.6, 0.8], baseline_score=0.65).items() if k != "clears"}
+    assert not results.margin_holds(old) and results.margin_holds({**old, "baseline_score": 0.45})
+
+
 def test_merge_replaces_one_chapters_rows_and_page_lists_them(tmp_path):
     file = tmp_path / "results.json"
     results.merge(file, "03", [{**row(task="old"), "chapter": "03"}])

@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from ftutils import baselines, experiments
+from ftutils.results import clears  # noqa: F401 (the book's one rule for "beats its baseline", re-exported)
 
 __all__ = [
     "BootstrapResult",
@@ -49,6 +50,7 @@ __all__ = [
     "seed_summary",
     "over_seeds",
     "clears",
+    "verdict",
     "right_and_wrong",
     "stratified_subset",
     "epochs_for",
@@ -194,22 +196,6 @@ def over_seeds(scores: Sequence[float], digits: int = 3) -> str:
     if len(values) == 1:
         return f"{mean:.{digits}f} (1 seed)"
     return f"{mean:.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f}, {len(values)} seeds)"
-
-
-def clears(scores: Sequence[float], baseline: float | Sequence[float], margin: float = 0.0) -> bool:
-    """Whether the seeds' mean beats ``baseline`` (a score, or one per seed) by more than their spread
-    (max - min) plus ``margin``: the test behind every "beats its baseline" in the book.
-
-    Example:
-        >>> clears([0.80, 0.84, 0.82], 0.70), clears([0.70, 0.84], 0.70)
-        (True, False)
-    """
-    values = [float(v) for v in scores]
-    base = [float(baseline)] if isinstance(baseline, (int, float)) else [float(b) for b in baseline]
-    if not values or not base:
-        raise ValueError("clears needs at least one score and one baseline score.")
-    spread = max(values) - min(values)
-    return sum(values) / len(values) - sum(base) / len(base) > spread + margin
 
 
 def verdict(scores: Sequence[float], baseline: float) -> str:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,10 +37,33 @@ def _mean(values: Sequence[float]) -> float:
     return float(sum(values) / len(values))
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)  # numbers.Real: NumPy's scalars too
+
+
+def clears(scores: Sequence[float], baseline: float | Sequence[float], margin: float = 0.0, *,
+           higher_is_better: bool = True) -> bool:
+    """Whether the seeds' mean beats ``baseline`` (a score, or one per seed) by more than their spread
+    (max - min) plus ``margin``: the test behind every "beats its baseline" in the book, in a chapter
+    (``ftutils.evaluation.clears`` is this function) and on the results page.
+
+    Example:
+        >>> clears([0.80, 0.84, 0.82], 0.70), clears([0.70, 0.84], 0.70)
+        (True, False)
+        >>> clears([0.20, 0.22], 0.30, higher_is_better=False)  # a loss, say
+        True
+    """
+    values = [float(v) for v in scores]
+    base = [float(baseline)] if _is_number(baseline) else [float(b) for b in baseline]
+    if not values or not base:
+        raise ValueError("clears needs at least one score and one baseline score.")
+    gain = sum(values) / len(values) - sum(base) / len(base)
+    return (gain if higher_is_better else -gain) > max(values) - min(values) + margin
+
+
 def _scores(name: str, values: float | Sequence[float]) -> list[float]:
-    listed = [values] if isinstance(values, (int, float)) and not isinstance(values, bool) else list(values)
-    if not listed or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                             for v in listed):
+    listed = [values] if _is_number(values) else list(values)
+    if not listed or not all(_is_number(v) and math.isfinite(v) for v in listed):
         raise ValueError(f"{name}={values!r} is not allowed: expected a finite number or a non-empty list of them "
                          "(one per seed).")
     return [float(v) for v in listed]
@@ -64,6 +88,7 @@ def record(*, task: str, metric: str, scores: float | Sequence[float], baseline:
            "seconds": None if seconds is None else round(float(seconds), 1)}
     if not higher_is_better:
         row["higher_is_better"] = False
+    row["clears"] = clears(values, base, higher_is_better=higher_is_better)  # on the unrounded scores
     if note:
         row["note"] = note
     target = os.environ.get(RESULTS_ENV)
@@ -74,11 +99,13 @@ def record(*, task: str, metric: str, scores: float | Sequence[float], baseline:
 
 
 def margin_holds(row: dict[str, Any]) -> bool:
-    """Whether the row's model beats its baseline by more than its seed spread."""
+    """Whether the row's model beats its baseline by more than its seed spread: :func:`clears`, as
+    :func:`record` computed it from the seeds' scores (a row written before it did so: from the
+    rounded mean, spread and baseline)."""
+    if "clears" in row:
+        return bool(row["clears"])
     gain = row["score"] - row["baseline_score"]
-    if not row.get("higher_is_better", True):
-        gain = -gain
-    return gain > row["spread"]
+    return (gain if row.get("higher_is_better", True) else -gain) > row["spread"]
 
 
 def read_recorded(file: Path, chapter: str) -> list[dict[str, Any]]:
