@@ -164,7 +164,10 @@ def test_auto_precision_is_what_makes_the_machine_faster(monkeypatch, capsys, ha
     finally:
         seeding.set_run_seed(0)
     assert cfg.mixed_precision == expected
-    assert f"MIXED_PRECISION 'auto' -> {expected!r}" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert f"MIXED_PRECISION 'auto' -> {expected!r}" in printed
+    assert ("without bfloat16" in printed) == (has_gpu and not gpu_bf16)  # the reason matches the machine
+    assert ("0.70x the speed of fp32" in printed) == (not has_gpu and cpu_bf16 and cpu_speedup == 0.70)
     assert TrainingConfig(mixed_precision="auto").mixed_precision == expected
     assert chapter.start("cpu-tiny", 0, chapter="04").mixed_precision == "no"  # the recorded default stays fp32
     with pytest.raises(ValueError, match="mixed_precision='fp8' is not allowed: expected one of no, bf16, fp16, auto"):

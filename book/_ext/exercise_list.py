@@ -62,9 +62,9 @@ SENTENCE_END = re.compile(r"(?<=[.?!])\s")
 
 
 def _first_sentence(paragraph: nodes.Element, limit: int = 110) -> list[nodes.Node]:
-    """The first sentence of ``paragraph`` as inline nodes: text, code and math kept as they are,
-    a cross reference or citation as its text (it is not resolved in this copy), at most ``limit``
-    characters."""
+    """The first sentence of ``paragraph`` as inline nodes: text, code and math kept as they are, a
+    cross reference or citation left out (it would not be resolved in this copy; the exercise itself
+    shows it), at most ``limit`` characters."""
     found: list[nodes.Node] = []
     length = 0
     for child in paragraph.children:

@@ -81,18 +81,10 @@ def start(config_name: str, seed: int, sizes: Mapping[str, Mapping[str, Any]] | 
 
 
 def _resolved_precision(cfg: config.BookConfig) -> config.BookConfig:
-    """``cfg`` with ``mixed_precision="auto"`` replaced by what this machine runs natively, said aloud."""
+    """``cfg`` with ``mixed_precision="auto"`` replaced by what makes this machine faster, said aloud."""
     from ftutils import trainer
 
-    chosen = trainer.resolve_mixed_precision("auto")
-    if trainer.torch.cuda.is_available():
-        reason = "a GPU"
-    elif not trainer.cpu_supports_bf16():
-        reason = "this CPU has no native bfloat16 instructions, and emulated bf16 is slower than fp32"
-    else:
-        reason = (f"this CPU has native bfloat16 instructions, and a bf16 block ran "
-                  f"{trainer.cpu_bf16_speedup():.2f}x the speed of fp32 here; bf16 is used from "
-                  f"{trainer.BF16_MIN_SPEEDUP:g}x on")
+    chosen, reason = trainer.auto_precision()
     print(f"MIXED_PRECISION 'auto' -> {chosen!r} ({reason})"
           + ("; scores differ a little from the book's recorded fp32 ones." if chosen != "no" else "."))
     return dataclasses.replace(cfg, mixed_precision=chosen)

@@ -162,7 +162,7 @@ def plot_train_size_curve(summary: Any, *, metric_label: str = "test accuracy (f
 
 
 def zero_position(strengths: Sequence[float]) -> float:
-    """Where a log λ axis draws λ = 0: 1.5 decades below the smallest positive λ (1e-2 if none).
+    """Where a log λ axis draws λ = 0: 1.5 decades below the smallest positive λ (below 1 if none).
 
     Example:
         >>> zero_position([0.0, 0.01, 1.0, 100.0])
