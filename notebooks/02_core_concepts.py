@@ -285,13 +285,13 @@ print(f"test accuracy, probe on the frozen mean of the tokens: {acc_pretrained:.
 
 # %% tags=["remove-cell", "claims"]
 # Claim: the mean carries more of the sentence than the [CLS] vector (SEED 0/1/2 in development: mean
-# 0.746/0.752/0.728, [CLS] 0.672/0.664/0.692, so 4 to 9 points), and [CLS] still beats the majority class.
-assert acc_pretrained > acc_cls_probe + 0.02, (acc_pretrained, acc_cls_probe)
+# 0.746/0.752/0.728, [CLS] 0.672/0.664/0.692, so 3.6 to 8.8 points), and [CLS] still beats the majority class.
+assert acc_pretrained > acc_cls_probe + 0.03, (acc_pretrained, acc_cls_probe)
 assert acc_cls_probe > majority + 0.03, (acc_cls_probe, majority)
 
 # %% [markdown]
 # The `[CLS]` vector is not empty (it is a function of the whole sentence, like every token's vector),
-# but the mean is better for the same probe (by 4 to 9 points for SEED 0, 1 and 2). So every classifier
+# but the mean is better for the same probe (by 3.6 to 8.8 points for SEED 0, 1 and 2). So every classifier
 # in this book reads the mean: `models.load(name, "sequence-classification",
 # pooling=cfg.pooling)` with `pooling="mean"` in every configuration (`ftutils.config`), which puts the
 # new linear head on the mean of the last layer's token vectors (`models.MeanPoolingClassifier`).

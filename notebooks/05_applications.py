@@ -28,10 +28,11 @@
 # and LoRA {cite}`hu2022lora` where full fine-tuning is too slow for a CPU.
 #
 # On `cpu-tiny` every training set is a few hundred examples, so the scores are those of *small-data*
-# fine-tuning; the `gpu` configuration runs the same notebook on the full splits. Every encoder run is
-# repeated with three training seeds (new head, batch order, dropout), so each score below comes with
-# its spread, and a model "beats" a baseline only by more than that spread. The figure at the end puts
-# every task beside its baseline.
+# fine-tuning; the `gpu` configuration runs the same notebook on the full splits. Every encoder run
+# that measures an English task is repeated with three training seeds (new head, batch order,
+# dropout), so its score comes with its spread, and a model "beats" a baseline only by more than that
+# spread. The two Chinese runs, the slow decoder and one LoRA run at the wrong learning rate run once
+# each: they show a failure or a cost, not a score to compare. The figure at the end puts every task beside its baseline.
 
 # %% tags=["parameters"]
 CONFIG = "cpu-tiny"  # "cpu-tiny" (offline, CPU, a few minutes) or "gpu" (full data)
@@ -248,6 +249,8 @@ assert zh_tfidf["accuracy"] > 0.6 and rt_tfidf["accuracy"] > 0.55, (zh_tfidf, rt
 if CONFIG == "cpu-tiny":  # the cpu-tiny sentence below
     assert evaluation.clears(scores_of(rt_runs, "eval_accuracy"), rt_tfidf["accuracy"]), (scores_of(rt_runs, "eval_accuracy"), rt_tfidf)
     assert max(scores_of(zh_runs, "eval_accuracy")) < zh_tfidf["accuracy"], (scores_of(zh_runs, "eval_accuracy"), zh_tfidf)
+    # "close to chance" (two classes of about equal size; SEED 0/1/2: 0.565, 0.570, 0.465)
+    assert all(abs(a - 0.5) < 0.1 for a in scores_of(zh_runs, "eval_accuracy")), scores_of(zh_runs, "eval_accuracy")
 
 # %% [markdown]
 # On `cpu-tiny`, the same few hundred training examples give MiniLM a lead over TF-IDF on the English
@@ -293,10 +296,11 @@ print(pd.DataFrame({"token": pieces, "word": tweet_tok["train"][row]["word_ids"]
 # tweets: it finds entities it has seen before, and nothing else.
 #
 # Tagging learns from the rare entity tokens only: almost every token is `O`, so the first thing a
-# model learns is to say `O` everywhere. With the 192 examples and 48 optimizer steps that suffice for
-# sentence classification, this tagger found no entity at all (F1 0.00). The tagging runs therefore
-# train on more tweets (`tagging_train`) for more epochs (`tagging_epochs`), which is where most of the
-# chapter's time goes.
+# model learns is to say `O` everywhere, and it needs many more optimizer steps than a sentence
+# classifier before it finds entities at all. The tagging runs therefore train on more tweets
+# (`tagging_train`) for more epochs (`tagging_epochs`): 144 steps against the classifiers' 48 on
+# `cpu-tiny`, which is where most of the chapter's time goes; {ref}`ex-app-steps` below runs the
+# tagger on the classifiers' budget.
 
 # %%
 def fine_tune_tagger(dsd, seeds=cfg.seeds(), max_length=cfg.chapter.tagging_max_length):
@@ -362,6 +366,8 @@ found_new = [e for words, p, g in zip(tweets["test"]["tokens"], tweet_prediction
              for e in set(ner.entities(words, p, tags)) & set(ner.entities(words, g, tags))
              if e.split(": ", 1)[1].lower() not in seen]
 assert len(found_new) >= 5, found_new
+if cfg.name == "cpu-tiny":  # "moves by several points from one training seed to the next (0.06 to 0.15)"
+    assert max(tweet_f1) - min(tweet_f1) > 0.04, tweet_f1  # SEED 0/1/2: 0.146, 0.078, 0.063
 assert all(0 <= f <= 1 for f in tweet_f1), tweet_f1
 if cfg.name == "cpu-tiny":
     assert min(tweet_f1) > tweet_dictionary["f1"] + 0.03, (tweet_f1, tweet_dictionary["f1"])
@@ -370,9 +376,10 @@ if cfg.name == "cpu-tiny":
 # Tweets are hard for NER: entities are rare (most tweets have none), often lower-case, and of types
 # (music artists, TV shows) that a few hundred tweets barely cover; scores on the full WNUT-16 task are
 # low for every system. Still, with a few hundred tweets and three epochs the tagger of every seed beats
-# the dictionary. The seeds disagree a lot, though: after 144 optimizer steps a tagger's entity F1 still
-# moves by a tenth or more from one seed to the next, so whether the lead is larger than that spread
-# (the `clears` column of the summary) can go either way. The per-type table shows where the lead comes
+# the dictionary. The seeds disagree, though: after 144 optimizer steps a tagger's entity F1 still
+# moves by several points from one training seed to the next (0.06 to 0.15 between the best and the
+# worst of three, for `SEED` 0, 1 and 2), so whether the lead is larger than that spread (the verdict
+# above, the `clears` column of the summary) can go either way. The per-type table shows where the lead comes
 # from, and where (rare types with a handful of test entities) a score means little.
 #
 # The same code on Chinese news, where the tokenizer turns most characters into `[UNK]` (see the
@@ -398,12 +405,14 @@ summary.append(dict(task="NER, Chinese news (peoples_daily)", model="MiniLM", me
 
 # %% tags=["remove-cell", "claims"]
 assert pd_dictionary["f1"] > 0, pd_dictionary["f1"]
-if cfg.name == "cpu-tiny":  # "reading mostly [UNK], it finds next to none"
-    assert pd_scores[0]["f1"] < pd_dictionary["f1"] + 0.05, (pd_scores[0]["f1"], pd_dictionary["f1"])
+if cfg.name == "cpu-tiny":  # "reading mostly [UNK], it finds a few percent of the entities, fewer than the dictionary"
+    # (SEED 0/1/2: recall 0.022, 0.037, 0.040; F1 0.038, 0.057, 0.067 against dictionaries 0.053, 0.081, 0.076)
+    assert pd_scores[0]["recall"] < 0.06 and pd_scores[0]["f1"] < pd_dictionary["f1"], (pd_scores[0], pd_dictionary["f1"])
 
 # %% [markdown]
-# The Chinese tagger, reading mostly `[UNK]`, finds next to no entity: fine-tuning cannot recover
-# characters the tokenizer has already thrown away.
+# The Chinese tagger, reading mostly `[UNK]`, finds only a few percent of the entities (the recall
+# above), and scores below the dictionary: fine-tuning cannot recover characters the tokenizer has
+# already thrown away.
 
 # %% [markdown]
 # (sec-app-qa)=
@@ -508,6 +517,9 @@ assert abs(floor - round((~has_answer).mean(), 3)) < 1e-3, (floor, (~has_answer)
 if cfg.name == "cpu-tiny" and QA_DATASET == "wnut16":  # "beats both ... finds answers neither can ... abstains less"
     # (development, one seed per SEED 0/1: F1 0.69/0.69 against gazetteers 0.59/0.59 and floors 0.50/0.51)
     gazetteer_scores = qa_scores["gazetteer"]
+    # "nearly perfect on unanswerable questions and finds few answers" (SEED 0/1/2: 1.000 on every
+    # unanswerable one; answerable F1 0.182, 0.167, 0.119)
+    assert gazetteer_scores.loc["unanswerable", "f1"] > 0.95 and gazetteer_scores.loc["answerable", "f1"] < 0.3, gazetteer_scores
     assert min(qa_f1) > gazetteer_scores.loc["all", "f1"] + 0.02, (qa_f1, gazetteer_scores)
     assert min(qa_f1) > qa_floor + 0.05, (qa_f1, qa_floor)
     assert min(t.loc["answerable", "f1"] for t in qa_by_seed) > gazetteer_scores.loc["answerable", "f1"] + 0.1
@@ -681,7 +693,7 @@ summary.append(dict(task="sentiment, English, LoRA", model="MiniLM + LoRA r=8", 
                     train_s=seconds_of(lora_runs)))
 
 # %% tags=["remove-cell", "claims"]
-assert lora.trainable_parameters(lora_runs[0].model)[0] < 0.05 * lora.trainable_parameters(lora_runs[0].model)[1]
+assert lora.trainable_parameters(lora_runs[0].model)[0] < 0.01 * lora.trainable_parameters(lora_runs[0].model)[1]  # "a fraction of a percent" (0.33%)
 if cfg.name == "cpu-tiny":  # "at full fine-tuning's rate it stays at the majority class ... at its own rate it learns"
     assert lora_slow.result.final_metrics["eval_accuracy"] < rt_majority + 0.05, (lora_slow.result.final_metrics, rt_majority)
     assert min(lora_accuracy) > rt_majority + 0.03, (lora_accuracy, rt_majority)
@@ -737,10 +749,10 @@ for row in summary:
 #   a fine-tuned model has to be measured against it, not against chance.
 # * An English tokenizer on Chinese text gives about one token per character, most of them `[UNK]`;
 #   choose a model whose vocabulary covers the language.
-# * Tagging and span extraction need many more training steps than sentence classification before
-#   the model stops predicting the majority answer (`O`, "no answer"): at 48 steps the tagger found no
-#   entity; at 144 the tagger of every seed beats the dictionary, though not always by more than the
-#   spread of its seeds (the verdict printed in that section). Compare fine-tuned scores with the dictionary and "no answer" baselines
+# * Tagging and span extraction need more training steps than sentence classification before the
+#   model stops predicting the majority answer (`O`, "no answer"): with 144 steps the tagger of every
+#   seed beats the dictionary, though not always by more than the spread of its seeds (the verdict
+#   printed in that section). Compare fine-tuned scores with the dictionary and "no answer" baselines
 #   before trusting them.
 # * LoRA needs its own, larger learning rate; at it, it learns with a fraction of a percent of the
 #   parameters trained.
@@ -776,6 +788,32 @@ for row in summary:
 #
 # checks.check_align_labels(align)
 # ```
+# :::
+#
+# :::{exercise} A tagger on a classifier's budget
+# :label: ex-app-steps
+#
+# Train the tweet tagger with the sentence classifiers' budget: 192 training tweets, batch 8, 2
+# epochs (48 optimizer steps instead of 144). How many words does it tag as part of an entity, how
+# many entities does it find, and what is its entity F1 against the dictionary's?
+# :::
+#
+# :::{solution} ex-app-steps
+# :class: dropdown
+#
+# ```python
+# few = data.load_for("wnut16", cfg, n_train=192, n_validation=16)
+# _, tok = models.load(cfg.encoder, "token-classification", labels=tags)
+# few_tok = ner.tokenize_ner(few, tok, cfg.chapter.tagging_max_length)
+# run = recipes.fine_tune(lambda s: models.load(cfg.encoder, "token-classification", labels=tags, seed=s)[0],
+#                         few_tok["train"], tokenizer=tok, test=few_tok["test"],
+#                         config=train_config(learning_rate=cfg.chapter.tagging_learning_rate, epochs=2, batch_size=8))
+# predicted = ner.word_predictions(run.test_logits, list(few_tok["test"]["word_ids"]), list(few_tok["test"]["n_words"]))
+# score = metrics.span_f1(predicted, list(few["test"]["ner_tags"]), label_names=tags)
+# print("words tagged as entities:", sum(t != 0 for row in predicted for t in row), "entity F1:", score["f1"])
+# ```
+# Compare with the per-type table above: the words a tagger calls entities, and its F1, grow with its
+# optimizer steps long after a sentence classifier on the same budget has stopped improving.
 # :::
 #
 # :::{exercise} The no-answer threshold

@@ -152,7 +152,7 @@ print(data.describe(reviews))
 # %%
 _, tokenizer = models.load(cfg.encoder, "sequence-classification", labels=label_names)
 tokenized = batching.tokenize_classification(reviews, tokenizer, cfg.max_length)
-majority_accuracy = float((test_y == np.bincount(train_y).argmax()).mean())
+majority_accuracy = baselines.majority_accuracy(train_y, test_y)
 print(f"majority-class test accuracy {majority_accuracy:.3f}")
 
 # %% [markdown]
