@@ -708,9 +708,9 @@ def cpu_bf16_speedup(tokens: int = 512, width: int = 384, repeats: int = 5) -> f
     Native bfloat16 instructions are not enough to make bf16 pay: on the 2-core AMD EPYC this book was
     developed on (``avx512_bf16``) a MiniLM training step ran 1.46x faster under bf16 autocast, while
     on a 2-core Intel Xeon with the same flag the benchmark's bf16 training runs took about 1.3x
-    *longer* than fp32, and this block measured 0.55x (``benchmarks/README.md``). The block is MiniLM-sized (``width`` 384, a 4x wider hidden layer,
-    ``tokens`` = batch x sequence length); its weights come from a private generator, so measuring
-    leaves every global random state as it was.
+    *longer* than fp32, and this block measured 0.55x (``benchmarks/README.md``). The block is
+    MiniLM-sized (``width`` 384, a 4x wider hidden layer, ``tokens`` = batch x sequence length); its
+    weights come from a private generator, so measuring leaves every global random state as it was.
 
     Example:
         >>> cpu_bf16_speedup() > 0
