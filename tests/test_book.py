@@ -460,3 +460,84 @@ def test_run_collects_each_chapters_results_into_the_results_file_and_page(tiny_
     book.run(tiny_book, "gpu", ["02"], build_html=False)  # another config: its own file, no page
     assert (tiny_book / "book" / "results-gpu.json").is_file()
     assert json.loads((tiny_book / "book" / "results.json").read_text()) == rows
+
+
+# ------------------------------------------------------------------------------------------------
+# Several chapters at once
+
+
+def _meeting_chapter(me: str, other: str, folder: Path) -> str:
+    """A chapter that says it started, then waits for ``other`` to say so: it passes only if the two run
+    side by side (one after the other, the first one would wait in vain)."""
+    return chapter_source(f'''\
+        import os, pathlib, time
+        folder = pathlib.Path({str(folder)!r})
+        (folder / {me!r}).write_text("started")
+        deadline = time.monotonic() + 60
+        while not (folder / {other!r}).exists():
+            assert time.monotonic() < deadline, "{other} never ran beside {me}"
+            time.sleep(0.05)
+        print("threads", os.environ.get("OMP_NUM_THREADS"))
+        ''')
+
+
+def test_jobs_run_chapters_side_by_side_each_with_its_share_of_the_cores(tiny_book, tmp_path_factory, monkeypatch):
+    for name in book.THREAD_ENV:
+        monkeypatch.delenv(name, raising=False)
+    meeting = tmp_path_factory.mktemp("meeting")
+    (tiny_book / "notebooks" / "02_left.py").write_text(_meeting_chapter("left", "right", meeting))
+    (tiny_book / "notebooks" / "03_right.py").write_text(_meeting_chapter("right", "left", meeting))
+    times = book.run(tiny_book, "cpu-tiny", ["02", "03"], build_html=False, jobs=2)
+    assert set(times) == {"02_left", "03_right"}
+    for name in times:
+        executed = nbformat.read(tiny_book / "executed" / f"{name}.ipynb", as_version=4)
+        printed = "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs)
+        assert f"threads {book.threads_per_job(2)}" in printed, printed
+    table = (tiny_book / book.TIMES_FILE).read_text()
+    assert "| 02_left | cpu-tiny |" in table and "chapters at a time" in table
+    assert not any(key[0] == book.WHOLE_BOOK_ROW for key in book.read_times(tiny_book / book.TIMES_FILE)), \
+        "a run of some chapters is not the whole book"
+
+    (meeting / "left").unlink()
+    (meeting / "right").unlink()
+    (tiny_book / "notebooks" / "01_ok.py").unlink()
+    book.run(tiny_book, "cpu-tiny", build_html=False, jobs=2)  # every chapter: the whole book's wall clock
+    rows = book.read_times(tiny_book / book.TIMES_FILE)
+    assert rows[(book.WHOLE_BOOK_ROW, "cpu-tiny")][0] > 0
+    assert "Whole book on `cpu-tiny`:" in (tiny_book / book.TIMES_FILE).read_text()
+
+
+def test_with_jobs_a_failing_chapter_stops_the_run_and_the_others_are_kept(tiny_book):
+    (tiny_book / "notebooks" / "02_broken.py").write_text(chapter_source("raise ValueError('bad column')\n"))
+    with pytest.raises(book.ChapterFailed, match=r"chapter 02_broken failed in cell 4.*bad column"):
+        book.run(tiny_book, "cpu-tiny", build_html=False, jobs=2)
+    assert (tiny_book / "executed" / "01_ok.ipynb").is_file(), "the chapter that ran beside it is kept"
+    assert not any(key[0] == book.WHOLE_BOOK_ROW for key in book.read_times(tiny_book / book.TIMES_FILE))
+
+
+def test_seeds_run_side_by_side_and_bad_jobs_fail_at_once(tiny_book, capsys):
+    (tiny_book / "notebooks" / "02_claim.py").write_text(chapter_source("assert SEED != 1, 'fails for seed 1'\n")
+                                                         .replace("N_ITEMS = 3", "N_ITEMS = 3\nSEED = 0"))
+    failures = book.run_seeds(tiny_book, [0, 1], only=["02"], jobs=2)
+    assert list(failures) == [("02_claim", 1)]
+    assert (tiny_book / book.SEEDS_DIR / "seed-0" / "02_claim.ipynb").is_file()
+    for bad in (0, -1, True, 1.5):
+        with pytest.raises(book.BookError, match="--jobs"):
+            book.run(tiny_book, jobs=bad, build_html=False)
+    assert book.main(["--root", str(tiny_book), "run", "--jobs", "0"]) == 1
+    assert "--jobs 0 is not allowed" in capsys.readouterr().err
+
+
+def test_longest_chapters_start_first_by_their_last_times(tiny_book):
+    for name in ("02_b", "03_c"):
+        (tiny_book / "notebooks" / f"{name}.py").write_text(chapter_source("pass\n"))
+    book.write_times(tiny_book, {("01_ok", "cpu-tiny"): (10.0, "d", "m"), ("03_c", "cpu-tiny"): (50.0, "d", "m"),
+                                 ("02_b", "gpu"): (99.0, "d", "m")})
+    ordered = [c.name for c in book.longest_first(tiny_book, book.chapters(tiny_book), "cpu-tiny")]
+    assert ordered == ["02_b", "03_c", "01_ok"], "never timed on cpu-tiny first, then longest first"
+
+
+def test_jobs_share_the_cores_out():
+    assert book.threads_per_job(1) == book.cores()
+    assert book.threads_per_job(book.cores() * 4) == 1
+    assert book.default_jobs() == (2 if book.cores() >= 2 else 1)

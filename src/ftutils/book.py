@@ -393,23 +393,33 @@ def write_times(root: Path, rows: dict[tuple[str, str], tuple[float, str, str]])
         "# Execution times",
         "",
         "Wall-clock seconds per chapter, written by `python -m ftutils.book run` (do not edit by hand).",
-        "The `HTML build` row is the latest `jupyter-book build`. The budget for the whole",
-        "book on `cpu-tiny` is 20 minutes on 2 CPU cores; numbers measured on a shared machine are noisy.",
+        f"The `{HTML_ROW}` row is the latest `jupyter-book build`; the `{WHOLE_BOOK_ROW}` row is the last run",
+        "of every chapter, start to end (chapters run two at a time where there are two cores, so each",
+        "chapter's own row is measured beside another chapter). The budget for the whole book on",
+        "`cpu-tiny` is 20 minutes on 2 CPU cores; numbers measured on a shared machine are noisy.",
         "",
         "| Chapter | Config | Seconds | Date (UTC) | Machine |",
         "|---|---|---:|---|---|",
     ]
     totals: dict[str, float] = {}
+    walls: dict[str, tuple[float, str]] = {}
     for (chapter, config), (seconds, date, machine) in sorted(table.items()):
         lines.append(f"| {chapter} | {config} | {seconds:.1f} | {date} | {machine} |")
-        if chapter != HTML_ROW:
+        if chapter == WHOLE_BOOK_ROW:
+            walls[config] = (seconds, machine)
+        elif chapter != HTML_ROW:
             totals[config] = totals.get(config, 0.0) + seconds
     lines.append("")
     for config, total in sorted(totals.items()):
-        lines.append(f"Total for the chapters on `{config}`: {total:.0f} s ({total / 60:.1f} min).")
+        if config in walls:
+            wall, machine = walls[config]
+            lines.append(f"Whole book on `{config}`: {wall:.0f} s ({wall / 60:.1f} min) of wall-clock time ({machine}); "
+                         f"the chapter rows add up to {total:.0f} s.")
+        else:
+            lines.append(f"Total for the chapters on `{config}`: {total:.0f} s ({total / 60:.1f} min).")
         lines.append("")
     _write_atomic(file, "\n".join(lines))
-    _copy_into_readme(root, lines[6:])
+    _copy_into_readme(root, lines[lines.index("| Chapter | Config | Seconds | Date (UTC) | Machine |"):])
     return file
 
 
@@ -488,8 +498,7 @@ def read_times(file: Path) -> dict[tuple[str, str], tuple[float, str, str]]:
 
 def machine_description(config: str) -> str:
     """A short description of where the numbers were measured (cores available, GPU for ``gpu``)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    text = f"{cores} CPU cores"
+    text = f"{cores()} CPU cores"
     if config != DEFAULT_CONFIG:
         try:
             import torch
@@ -501,34 +510,164 @@ def machine_description(config: str) -> str:
     return text
 
 
+# --------------------------------------------------------------------------------------------------
+# Several chapters at once
+
+# Thread-count variables a chapter's kernel (torch, NumPy's BLAS) reads at start-up.
+THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+WHOLE_BOOK_ROW = "whole book (wall clock)"
+
+
+def cores() -> int:
+    """CPU cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def default_jobs() -> int:
+    """How many chapters the runner executes at once unless told: 2 where there are 2 cores or more.
+
+    On the book's 2-core reference machine, two chapters at one thread each do 1.32x the work of one
+    chapter at two threads (chapter 4: 91 s alone at 2 threads; two copies side by side at 1 thread
+    each, 138 s for both): a MiniLM step at batch 8-16 keeps a second thread only partly busy.
+    """
+    return 2 if cores() >= 2 else 1
+
+
+def threads_per_job(jobs: int) -> int:
+    """Threads each chapter's kernel gets when ``jobs`` chapters run at once: the cores shared out."""
+    return max(1, cores() // max(1, jobs))
+
+
+def check_jobs(jobs: int) -> int:
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise BookError(f"--jobs {jobs!r} is not allowed: expected a whole number >= 1 "
+                        f"(chapters executed at once; {default_jobs()} on this machine by default).")
+    return jobs
+
+
+def longest_first(root: Path, picked: Sequence[Chapter], config: str) -> list[Chapter]:
+    """``picked`` ordered by the seconds each took last time on ``config`` (book/execution_times.md),
+    longest first, so that the long chapters do not start last; chapters never timed go first."""
+    known = {name: seconds for (name, label), (seconds, _, _) in read_times(root / TIMES_FILE).items()
+             if label == config}
+    return sorted(picked, key=lambda c: -known.get(c.name, float("inf")))
+
+
+@dataclass(frozen=True)
+class _Job:
+    chapter: Chapter
+    params: dict[str, Any]
+    out: Path | None = None
+    keep_going: bool = False
+    smoke: bool = False
+
+
+def _execute_in_worker(root: Path, job: _Job, config: str, timeout: int | None, threads: int) -> float:
+    """One chapter in a worker process, its kernel limited to ``threads`` threads (unless the caller
+    set ``OMP_NUM_THREADS`` and friends itself)."""
+    for name in THREAD_ENV:
+        os.environ.setdefault(name, str(threads))
+    return execute_chapter(root, job.chapter, config, job.params, timeout=timeout, out=job.out,
+                           keep_going=job.keep_going, smoke=job.smoke)
+
+
+def _execute_jobs(root: Path, config: str, jobs_to_run: Sequence[_Job], *, timeout: int | None, jobs: int,
+                  stop_on_failure: bool) -> Any:
+    """Execute ``jobs_to_run``, ``jobs`` at a time; yield ``(job, seconds or the BookError it raised)``
+    as each finishes.
+
+    With ``stop_on_failure`` no job starts after one failed; the running ones finish (their notebooks
+    are written) and are yielded. ``jobs == 1`` executes in this process, one after the other.
+    """
+    if jobs <= 1 or len(jobs_to_run) <= 1:
+        for job in jobs_to_run:
+            try:
+                yield job, execute_chapter(root, job.chapter, config, job.params, timeout=timeout, out=job.out,
+                                           keep_going=job.keep_going, smoke=job.smoke)
+            except BookError as exc:
+                yield job, exc
+                if stop_on_failure:
+                    return
+        return
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    threads = threads_per_job(jobs)
+    # spawn: a fresh interpreter per worker, never a fork of a process that may hold threads.
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pending = {pool.submit(_execute_in_worker, root, job, config, timeout, threads): job for job in jobs_to_run}
+        failed = False
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                job = pending.pop(future)
+                if future.cancelled():
+                    continue
+                try:
+                    outcome: float | BookError = future.result()
+                except BookError as exc:
+                    outcome = exc
+                    failed = True
+                yield job, outcome
+            if failed and stop_on_failure:
+                for future in list(pending):
+                    if future.cancel():
+                        pending.pop(future)
+                if pending:
+                    print("[book] a chapter failed: waiting for "
+                          + ", ".join(job.chapter.name for job in pending.values()) + ", which already started",
+                          flush=True)
+
+
 def run(root: Path, config: str = DEFAULT_CONFIG, only: Sequence[str] | None = None,
         params: dict[str, Any] | None = None, *, build_html: bool = True,
-        timeout: int | None = None) -> dict[str, float]:
-    """Execute the chosen chapters (all by default), record their times, then build the HTML.
+        timeout: int | None = None, jobs: int = 1) -> dict[str, float]:
+    """Execute the chosen chapters (all by default), ``jobs`` at a time, record their times, then build
+    the HTML.
 
-    Returns ``{chapter name: seconds}``. The first failing chapter raises ``ChapterFailed``.
+    Returns ``{chapter name: seconds}``. A failing chapter raises ``ChapterFailed`` (with ``jobs > 1``
+    once the chapters already running have finished; none starts after it). Chapters are independent
+    (each seeds its own draws), so running them side by side changes their times, not their results.
     """
     check_config(config)
+    check_jobs(jobs)
     params = params or {}
     picked = chapters(root, only)
     if not picked:
         raise BookError(f"No chapters in {root / NOTEBOOK_DIR}: expected files named NN_name.py.")
     times: dict[str, float] = {}
     machine = machine_description(config)
-    for chapter in picked:
-        print(f"[book] executing {chapter.name} (config {config}) ...", flush=True)
-        seconds = execute_chapter(root, chapter, config, params, timeout=timeout)
-        times[chapter.name] = seconds
-        print(f"[book] {chapter.name}: {seconds:.1f} s", flush=True)
-        label = config if not params else f"{config} " + " ".join(f"{k}={v}" for k, v in params.items())
-        write_times(root, {(chapter.name, label): (seconds, _today(), machine)})
+    if jobs > 1 and len(picked) > 1:
+        picked = longest_first(root, picked, config)
+        machine += f", {jobs} chapters at a time"
+        print(f"[book] executing {len(picked)} chapters (config {config}), {jobs} at a time with "
+              f"{threads_per_job(jobs)} thread(s) each: {', '.join(c.name for c in picked)}", flush=True)
+    label = config if not params else f"{config} " + " ".join(f"{k}={v}" for k, v in params.items())
+    started = time.perf_counter()
+    failure: BookError | None = None
+    for job, outcome in _execute_jobs(root, config, [_Job(c, params) for c in picked], timeout=timeout, jobs=jobs,
+                                      stop_on_failure=True):
+        chapter = job.chapter
+        if isinstance(outcome, BookError):
+            failure = failure or outcome
+            print(f"[book] FAILED {chapter.name}", flush=True)
+            continue
+        times[chapter.name] = outcome
+        print(f"[book] {chapter.name}: {outcome:.1f} s", flush=True)
+        write_times(root, {(chapter.name, label): (outcome, _today(), machine)})
         if not params:  # a run with other knobs (another SEED, say) does not replace the book's results
             record_results(root, chapter, config)
+    if failure is not None:
+        raise failure
+    if only is None and not params:
+        wall = time.perf_counter() - started
+        print(f"[book] every chapter executed in {wall:.0f} s ({wall / 60:.1f} min) of wall-clock time", flush=True)
+        write_times(root, {(WHOLE_BOOK_ROW, config): (wall, _today(), machine)})
     if config == DEFAULT_CONFIG and not params:
         write_sizes(root)
     if build_html:
         seconds = build(root)
-        write_times(root, {(HTML_ROW, "-"): (seconds, _today(), machine)})
+        write_times(root, {(HTML_ROW, "-"): (seconds, _today(), machine_description(config))})
     return times
 
 
@@ -549,8 +688,10 @@ SEEDS_DIR = "executed/seeds"
 
 
 def run_seeds(root: Path, seeds: Sequence[int], config: str = DEFAULT_CONFIG, only: Sequence[str] | None = None,
-              params: dict[str, Any] | None = None, *, timeout: int | None = None) -> dict[tuple[str, int], str]:
-    """Execute the chapters once per seed (``-p SEED s``), requiring only that every cell passes.
+              params: dict[str, Any] | None = None, *, timeout: int | None = None,
+              jobs: int = 1) -> dict[tuple[str, int], str]:
+    """Execute the chapters once per seed (``-p SEED s``), ``jobs`` at a time, requiring only that
+    every cell passes.
 
     Nothing is compared with recorded outputs: this checks that each claim's hidden assert holds for
     other seeds. Notebooks go to ``executed/seeds/seed-S/``; ``executed/`` and the times table are not
@@ -559,27 +700,27 @@ def run_seeds(root: Path, seeds: Sequence[int], config: str = DEFAULT_CONFIG, on
     for the failures (empty: all passed).
     """
     check_config(config)
+    check_jobs(jobs)
     params = dict(params or {})
     if "SEED" in params:
         raise BookError("Give the seeds with --seeds, not -p SEED.")
     if not seeds or any(not isinstance(s, int) or isinstance(s, bool) or s < 0 for s in seeds):
         raise BookError(f"--seeds {list(seeds)!r} is not allowed: expected non-negative integers, e.g. 0 1 2.")
-    picked = chapters(root, only)
+    picked = longest_first(root, chapters(root, only), config) if jobs > 1 else chapters(root, only)
+    todo = [_Job(chapter, {**params, "SEED": seed}, root / SEEDS_DIR / f"seed-{seed}" / f"{chapter.name}.ipynb",
+                 keep_going=True) for chapter in picked for seed in seeds]
+    print(f"[book] executing {len(todo)} chapter runs (config {config}, SEED {' '.join(map(str, seeds))}), "
+          f"{jobs} at a time", flush=True)
     failures: dict[tuple[str, int], str] = {}
-    for seed in seeds:
-        for chapter in picked:
-            out = root / SEEDS_DIR / f"seed-{seed}" / f"{chapter.name}.ipynb"
-            print(f"[book] executing {chapter.name} (config {config}, SEED {seed}) ...", flush=True)
-            try:
-                seconds = execute_chapter(root, chapter, config, {**params, "SEED": seed}, timeout=timeout, out=out,
-                                          keep_going=True)
-            except BookError as exc:
-                failures[(chapter.name, seed)] = str(exc)
-                print(f"[book] FAILED {chapter.name} SEED {seed}: {exc}", flush=True)
-            else:
-                print(f"[book] {chapter.name} SEED {seed}: passed in {seconds:.1f} s", flush=True)
-    print(f"[book] seeds {' '.join(map(str, seeds))}: {len(picked) * len(seeds) - len(failures)} of "
-          f"{len(picked) * len(seeds)} chapter runs passed", flush=True)
+    for job, outcome in _execute_jobs(root, config, todo, timeout=timeout, jobs=jobs, stop_on_failure=False):
+        name, seed = job.chapter.name, job.params["SEED"]
+        if isinstance(outcome, BookError):
+            failures[(name, seed)] = str(outcome)
+            print(f"[book] FAILED {name} SEED {seed}: {outcome}", flush=True)
+        else:
+            print(f"[book] {name} SEED {seed}: passed in {outcome:.1f} s", flush=True)
+    print(f"[book] seeds {' '.join(map(str, seeds))}: {len(todo) - len(failures)} of "
+          f"{len(todo)} chapter runs passed", flush=True)
     for (name, seed), problem in sorted(failures.items()):
         print(f"[book]   SEED {seed}: {problem}", flush=True)
     return failures
@@ -594,8 +735,10 @@ SMOKE_PARAMETERS: dict[str, dict[str, Any]] = {
 
 
 def run_smoke(root: Path, config: str = "gpu", only: Sequence[str] | None = None,
-              params: dict[str, Any] | None = None, *, timeout: int | None = None) -> dict[str, str]:
-    """Execute the chapters' ``config`` code paths on smoke-sized data; return ``{chapter: problem}``.
+              params: dict[str, Any] | None = None, *, timeout: int | None = None,
+              jobs: int = 1) -> dict[str, str]:
+    """Execute the chapters' ``config`` code paths on smoke-sized data, ``jobs`` at a time; return
+    ``{chapter: problem}``.
 
     Every size is capped (:func:`ftutils.config.smoke_sized`, :data:`SMOKE_PARAMETERS`), the models and
     data are the registry's (offline), and cells tagged ``claims`` report a failing ``assert`` instead
@@ -604,21 +747,21 @@ def run_smoke(root: Path, config: str = "gpu", only: Sequence[str] | None = None
     touched. Every chapter runs even after one failed, and every cell even after a failing one.
     """
     check_config(config)
+    check_jobs(jobs)
     picked = chapters(root, only)
+    todo = [_Job(chapter, {**SMOKE_PARAMETERS.get(chapter.name, {}), **(params or {})},
+                 root / SMOKE_DIR / config / f"{chapter.name}.ipynb", keep_going=True, smoke=True)
+            for chapter in picked]
+    print(f"[book] smoke-running {len(todo)} chapters (config {config}), {jobs} at a time", flush=True)
     failures: dict[str, str] = {}
-    for chapter in picked:
-        out = root / SMOKE_DIR / config / f"{chapter.name}.ipynb"
-        chosen = {**SMOKE_PARAMETERS.get(chapter.name, {}), **(params or {})}
-        print(f"[book] smoke-running {chapter.name} (config {config}) ...", flush=True)
-        try:
-            seconds = execute_chapter(root, chapter, config, chosen, timeout=timeout, out=out, keep_going=True,
-                                      smoke=True)
-        except BookError as exc:
-            failures[chapter.name] = str(exc)
-            print(f"[book] FAILED {chapter.name}: {exc}", flush=True)
+    for job, outcome in _execute_jobs(root, config, todo, timeout=timeout, jobs=jobs, stop_on_failure=False):
+        name, out = job.chapter.name, job.out
+        if isinstance(outcome, BookError):
+            failures[name] = str(outcome)
+            print(f"[book] FAILED {name}: {outcome}", flush=True)
         else:
             unchecked = claims_not_checked(out)
-            print(f"[book] {chapter.name}: passed in {seconds:.1f} s; {unchecked} of {claims_cells(out)} claims "
+            print(f"[book] {name}: passed in {outcome:.1f} s; {unchecked} of {claims_cells(out)} claims "
                   f"cells did not hold on smoke-sized data (reported in {out})", flush=True)
     print(f"[book] smoke {config}: {len(picked) - len(failures)} of {len(picked)} chapters passed", flush=True)
     for name, problem in sorted(failures.items()):
@@ -959,6 +1102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                        help="override a parameters-cell value, e.g. -p N_REVIEWS 200 (repeatable)")
     run_p.add_argument("--no-build", action="store_true", help="execute only; do not build the HTML")
     run_p.add_argument("--timeout", type=int, default=None, help="seconds allowed per cell")
+    run_p.add_argument("--jobs", "-j", type=int, default=None, metavar="N",
+                       help=f"chapters executed at once, the cores shared among them (default {default_jobs()} "
+                            "here: 2 where there are 2 cores or more)")
     run_p.add_argument("--smoke", action="store_true",
                        help="run the config's code paths on tiny data into executed/smoke/ (claims reported, "
                             "not asserted); no HTML, no times")
@@ -981,11 +1127,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 "not results; run them separately.")
             params = parse_parameters(args.parameter)
             root = find_root(args.root)
+            jobs = check_jobs(default_jobs() if args.jobs is None else args.jobs)
             if args.smoke:
-                return 1 if run_smoke(root, args.config, args.only, params, timeout=args.timeout) else 0
+                return 1 if run_smoke(root, args.config, args.only, params, timeout=args.timeout, jobs=jobs) else 0
             if args.seeds is not None:
-                return 1 if run_seeds(root, args.seeds, args.config, args.only, params, timeout=args.timeout) else 0
-            run(root, args.config, args.only, params, build_html=not args.no_build, timeout=args.timeout)
+                return 1 if run_seeds(root, args.seeds, args.config, args.only, params, timeout=args.timeout,
+                                      jobs=jobs) else 0
+            run(root, args.config, args.only, params, build_html=not args.no_build, timeout=args.timeout, jobs=jobs)
         elif args.command == "build":
             root = find_root(args.root)
             seconds = build(root)
