@@ -28,7 +28,7 @@ assets: setup
 	$(PY) -m ftutils.assets fetch --all
 
 book: assets
-	$(PY) -m ftutils.book run --config $(CONFIG)
+	$(PY) -m ftutils.book run --config $(CONFIG) --no-build
 	$(PY) -m ftutils.book build
 	@echo "Open _build/html/index.html in a browser."
 
