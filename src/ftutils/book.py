@@ -566,7 +566,8 @@ def _execute_in_worker(root: Path, job: _Job, config: str, timeout: int | None, 
     """One chapter in a worker process, its kernel limited to ``threads`` threads (unless the caller
     set ``OMP_NUM_THREADS`` and friends itself)."""
     for name in THREAD_ENV:
-        os.environ.setdefault(name, str(threads))
+        if not os.environ.get(name):  # an empty value counts as unset, as it does for OpenMP
+            os.environ[name] = str(threads)
     return execute_chapter(root, job.chapter, config, job.params, timeout=timeout, out=job.out,
                            keep_going=job.keep_going, smoke=job.smoke)
 
