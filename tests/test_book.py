@@ -541,3 +541,42 @@ def test_jobs_share_the_cores_out():
     assert book.threads_per_job(1) == book.cores()
     assert book.threads_per_job(book.cores() * 4) == 1
     assert book.default_jobs() == (2 if book.cores() >= 2 else 1)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_killing_the_runner_stops_the_chapters_it_started(tiny_book, tmp_path_factory):
+    import os
+    import signal
+    import subprocess
+
+    pids = tmp_path_factory.mktemp("pids")
+    for name in ("02_slow", "03_slower"):
+        (tiny_book / "notebooks" / f"{name}.py").write_text(chapter_source(f'''\
+            import os, pathlib, time
+            pathlib.Path({str(pids)!r}, "{name}").write_text(str(os.getpid()))
+            time.sleep(120)
+            '''))
+    runner = subprocess.Popen([sys.executable, "-m", "ftutils.book", "--root", str(tiny_book), "run", "--no-build",
+                               "--jobs", "2", "--only", "02", "03"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 90
+        while len(list(pids.iterdir())) < 2:
+            assert time.monotonic() < deadline and runner.poll() is None, "the chapters never started"
+            time.sleep(0.2)
+        kernels = [int(f.read_text()) for f in pids.iterdir()]
+        runner.send_signal(signal.SIGKILL)  # no clean-up code of the runner's runs
+        runner.wait()
+
+        def alive(pid: int) -> bool:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return False
+            return True
+
+        deadline = time.monotonic() + 30
+        while any(alive(pid) for pid in kernels) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not any(alive(pid) for pid in kernels), "a chapter's kernel outlived the runner"
+    finally:
+        runner.kill()

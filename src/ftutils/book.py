@@ -562,6 +562,19 @@ class _Job:
     smoke: bool = False
 
 
+def _die_with_the_runner() -> None:
+    """Linux: a worker process gets SIGTERM when the runner that started it dies (killed, say, by a CI
+    timeout), and its kernel follows (ipykernel exits when its parent does), so no chapter keeps
+    running unseen. Elsewhere a no-op."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+
+
 def _execute_in_worker(root: Path, job: _Job, config: str, timeout: int | None, threads: int) -> float:
     """One chapter in a worker process, its kernel limited to ``threads`` threads (unless the caller
     set ``OMP_NUM_THREADS`` and friends itself)."""
@@ -595,7 +608,8 @@ def _execute_jobs(root: Path, config: str, jobs_to_run: Sequence[_Job], *, timeo
 
     threads = threads_per_job(jobs)
     # spawn: a fresh interpreter per worker, never a fork of a process that may hold threads.
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_die_with_the_runner) as pool:
         pending = {pool.submit(_execute_in_worker, root, job, config, timeout, threads): job for job in jobs_to_run}
         failed = False
         while pending:
