@@ -388,10 +388,10 @@ for (method, n), group in curve.groupby(["method", "n"], sort=False):
 # lines: for each size, the smallest measured training set on which random init (or TF-IDF) matches
 # the fine-tuned model, or "not reached" when no size we ran gets there, on this task and budget; we
 # do not extrapolate beyond the largest size. The verdict lines hold the two pretrained arms to the
-# book's rule: with three seeds of a few hundred reviews the spread is several points, so as TF-IDF
-# climbs with more data an arm can stay ahead on average yet no longer clear it by more than the
-# spread; where a line says so, the lead at that size is within what reseeding moves (the results page
-# marks the same rows). The linear probe shows how much of the benefit is in the frozen
+# book's rule: with three seeds and a few hundred reviews at most, the spread is several points, so an
+# arm can be ahead on average and still not clear TF-IDF by more than its spread; where a line says
+# so, the lead at that size is within what reseeding moves (the results page marks the same rows), and
+# which sizes those are changes with `SEED`. The linear probe shows how much of the benefit is in the frozen
 # features alone; the difference between it and fine-tuning is what adapting the weights adds, or costs,
 # on such short runs (chapter 2 compares the two). The `gpu` configuration extends the curve to
 # thousands of reviews; rerun it there to see how far the cheaper methods climb.

@@ -526,9 +526,10 @@ def cores() -> int:
 def default_jobs() -> int:
     """How many chapters the runner executes at once unless told: 2 where there are 2 cores or more.
 
-    On the book's 2-core reference machine, two chapters at one thread each do 1.32x the work of one
-    chapter at two threads (chapter 4: 91 s alone at 2 threads; two copies side by side at 1 thread
-    each, 138 s for both): a MiniLM step at batch 8-16 keeps a second thread only partly busy.
+    On the book's 2-core reference machine, two chapters at one thread each do 1.29x the work of one
+    chapter at a time on two threads (``benchmarks/bench_jobs.py``: chapter 4 for two seeds, 174 s one
+    after the other, 135 s side by side): a MiniLM step at batch 8-16 keeps a second thread only partly
+    busy.
     """
     return 2 if cores() >= 2 else 1
 
