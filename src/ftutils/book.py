@@ -576,14 +576,18 @@ def _die_with_the_runner() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
 
 
+def _execute_job(root: Path, job: _Job, config: str, timeout: int | None) -> float:
+    return execute_chapter(root, job.chapter, config, job.params, timeout=timeout, out=job.out,
+                           keep_going=job.keep_going, smoke=job.smoke)
+
+
 def _execute_in_worker(root: Path, job: _Job, config: str, timeout: int | None, threads: int) -> float:
     """One chapter in a worker process, its kernel limited to ``threads`` threads (unless the caller
     set ``OMP_NUM_THREADS`` and friends itself)."""
     for name in THREAD_ENV:
         if not os.environ.get(name):  # an empty value counts as unset, as it does for OpenMP
             os.environ[name] = str(threads)
-    return execute_chapter(root, job.chapter, config, job.params, timeout=timeout, out=job.out,
-                           keep_going=job.keep_going, smoke=job.smoke)
+    return _execute_job(root, job, config, timeout)
 
 
 def _execute_jobs(root: Path, config: str, jobs_to_run: Sequence[_Job], *, timeout: int | None, jobs: int,
@@ -597,8 +601,7 @@ def _execute_jobs(root: Path, config: str, jobs_to_run: Sequence[_Job], *, timeo
     if jobs <= 1 or len(jobs_to_run) <= 1:
         for job in jobs_to_run:
             try:
-                yield job, execute_chapter(root, job.chapter, config, job.params, timeout=timeout, out=job.out,
-                                           keep_going=job.keep_going, smoke=job.smoke)
+                yield job, _execute_job(root, job, config, timeout)
             except BookError as exc:
                 yield job, exc
                 if stop_on_failure:
