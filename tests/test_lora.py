@@ -1,10 +1,10 @@
-"""Tests for ftutils.lora and ftutils.multilingual."""
+"""Tests for ftutils.lora."""
 
 import pytest
 import torch
 import transformers
 
-from ftutils import lora, multilingual
+from ftutils import lora
 
 
 def _tiny_llama():
@@ -31,18 +31,3 @@ def test_lora_trains_only_adapters_and_head():
 def test_lora_bad_target():
     with pytest.raises(ValueError, match="not modules"):
         lora.add_lora(_tiny_llama(), target_modules=("query",))
-
-
-def test_unknown_token_rate_with_minilm():
-    from ftutils import models
-
-    tok = transformers.AutoTokenizer.from_pretrained(models.resolve("minilm"))
-    english = multilingual.unknown_token_rate(tok, ["a gorgeous, witty film"])
-    assert english["unk_rate"] == 0.0
-    mixed = multilingual.unknown_token_rate(tok, ["质量很好 ☃☃ 𠀋𠀋"])
-    assert mixed["unk_rate"] > 0 and mixed["texts_with_unk"] == 1.0
-
-
-def test_char_bigrams():
-    assert multilingual.char_bigrams("很 好用") == "很好 好用"
-    assert multilingual.char_bigrams("") == ""

@@ -45,7 +45,8 @@ class ChapterValues:
 
     The check follows the annotation: ``int`` is an integer >= 1 (>= ``minimum`` where the field's
     metadata gives one), ``int | None`` the same or ``None`` (the whole split), ``float`` a number > 0,
-    ``tuple[int, ...]`` a non-empty tuple of integers >= 1 (a list is accepted and stored as a tuple).
+    ``tuple[int, ...]`` a non-empty tuple of integers >= 1 (a list is accepted and stored as a tuple),
+    ``str | None`` a non-empty string or ``None``.
     """
 
     SMOKE: ClassVar[dict[str, Any]] = {}
@@ -77,8 +78,10 @@ def _problem(kind: str, value: Any, minimum: int) -> str | None:
     if kind == "tuple[int, ...]":
         ok = isinstance(value, tuple) and bool(value) and all(_is_int(v, minimum) for v in value)
         return None if ok else f"a non-empty list of integers >= {minimum}"
-    raise TypeError(f"ChapterValues cannot check a field of type {kind!r}: use int, int | None, float or "
-                    "tuple[int, ...].")
+    if kind == "str | None":
+        return None if value is None or (isinstance(value, str) and value.strip()) else "a non-empty name or None"
+    raise TypeError(f"ChapterValues cannot check a field of type {kind!r}: use int, int | None, float, "
+                    "str | None or tuple[int, ...].")
 
 
 @dataclass(frozen=True)
@@ -101,10 +104,15 @@ class ApplicationsValues(ChapterValues):
     translation_max_length: int
     translation_epochs: int
     new_tokens: int  # tokens generated per translation
+    chinese_train: int | None  # People's Daily sentences for the Chinese section
+    # None: MiniLM with its vocabulary extended by the Chinese characters of the training text;
+    # a registry name, folder or hub id: a Chinese encoder, used where it can be loaded (the hub online)
+    chinese_encoder: str | None
 
     SMOKE: ClassVar[dict[str, Any]] = dict(
         topic_max_length=32, tagging_train=48, tagging_max_length=32, tagging_epochs=1, decoder_train=16, decoder_eval=16, decoder_max_length=32,
-        translation_train=16, translation_eval=8, translation_max_length=32, translation_epochs=1, new_tokens=4)
+        translation_train=16, translation_eval=8, translation_max_length=32, translation_epochs=1, new_tokens=4,
+        chinese_train=48)
 
 
 @dataclass(frozen=True)
@@ -291,13 +299,14 @@ CHAPTERS: dict[str, dict[str, BookConfig]] = {
                             tagging_epochs=3, tagging_batch_size=16, lora_learning_rate=3e-3,
                             decoder_train=96, decoder_eval=96, decoder_max_length=32, translation_train=128,
                             translation_eval=32, translation_max_length=40, translation_epochs=2,
-                            translation_learning_rate=1e-3, new_tokens=16)),
+                            translation_learning_rate=1e-3, new_tokens=16, chinese_train=512, chinese_encoder=None)),
         "gpu": _on("gpu", warmup=0.1, chapter=ApplicationsValues(
             topic_max_length=256, tagging_train=None, tagging_max_length=128, tagging_learning_rate=1e-4,
             tagging_epochs=3, tagging_batch_size=32,
             lora_learning_rate=5e-4, decoder_train=None, decoder_eval=None, decoder_max_length=128,
             translation_train=None, translation_eval=None, translation_max_length=64,
-            translation_epochs=3, translation_learning_rate=5e-4, new_tokens=48)),
+            translation_epochs=3, translation_learning_rate=5e-4, new_tokens=48, chinese_train=None,
+            chinese_encoder="google-bert/bert-base-chinese")),
     },
     # Some 40 short trainings run in chapter 6: on cpu-tiny each sees 128 articles, cut to their first 32
     # tokens, for one epoch (8 steps of 16) and is scored on all 198 validation articles, which keeps the

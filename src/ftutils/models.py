@@ -172,6 +172,23 @@ def resolve(name: str) -> Path | str:
     return name
 
 
+def usable(name: str) -> bool:
+    """Whether :func:`load` can read ``name`` here: a registry name, a saved folder, or a hub id with the hub online.
+
+    For a choice with a fallback (a hub model on Colab, an offline method elsewhere); an unusable name
+    raises nothing.
+
+    Example:
+        >>> usable("minilm"), usable("./no-such-folder")
+        (True, False)
+    """
+    try:
+        resolve(name)
+    except UnknownModelError:
+        return False
+    return True
+
+
 def _name_help() -> str:
     return (f"Expected a registry name ({', '.join(REGISTRY)}), a local folder with config.json and "
             "model.safetensors (e.g. from `model.save_pretrained(folder)`), a .gguf file, or a hub id "
