@@ -136,3 +136,15 @@ def test_character_vectors_are_seeded():
     assert "我" in chars and " " not in chars and np.allclose(first, again)
     with pytest.raises(ValueError, match="fewer than two"):
         multilingual.character_vectors(["好好"])
+
+
+def test_apply_reaches_the_encoder_inside_a_mean_pooling_classifier(minilm):
+    tok, model = minilm
+    anchors = _anchors(tok, 40)
+    ext = multilingual.extend_vocabulary(tok, model, _corpus(anchors, anchors[5]), dim=20)
+    classifier = ext.apply(models.load("minilm", "sequence-classification", labels=["a", "b"], pooling="mean")[0])
+    assert classifier.get_input_embeddings().weight.shape[0] == len(tok) + 1
+    assert anatomy.marked_new_parameters(classifier) == ("classifier.weight", "classifier.bias",
+                                                          "encoder.embeddings.word_embeddings.weight")
+    batch = ext.tokenizer([f"{anchors[0]}{NEW}"], return_tensors="pt")
+    assert classifier(**batch).logits.shape == (1, 2)

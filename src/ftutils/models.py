@@ -611,6 +611,14 @@ class MeanPoolingClassifier(torch.nn.Module):
         self.classifier = torch.nn.Linear(encoder.config.hidden_size, num_labels)
         anatomy.mark_new_parameters(self, ("classifier.weight", "classifier.bias"))
 
+    def get_input_embeddings(self) -> torch.nn.Module:
+        """The encoder's token embedding table (as on a transformers model)."""
+        return self.encoder.get_input_embeddings()
+
+    def resize_token_embeddings(self, new_num_tokens: int, **options: Any) -> torch.nn.Module:
+        """Grow or shrink the encoder's embedding table (as on a transformers model), e.g. for new tokens."""
+        return self.encoder.resize_token_embeddings(new_num_tokens, **options)
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None, **unused: Any) -> ClassifierOutput:
         if attention_mask is None:
