@@ -505,15 +505,17 @@ if cfg.name == "cpu-tiny":
     # SEED 0/1/2 in development: extended 0.243, 0.216, 0.273 (spread 0.057); English vocabulary 0.105, 0.110,
     # 0.168; dictionary 0.065, 0.088, 0.086; from scratch 0.000, 0.000 (SEED 0, 2)
     assert extended > zh_dictionary["f1"] + 0.06, (extended, zh_dictionary["f1"])  # "beats the dictionary by more than the spread"
-    assert extended > english + 0.05, (extended, english)  # "about twice the English vocabulary's F1"
+    assert extended > english + 0.05, (extended, english)  # "beats the English vocabulary's tagger"
+    assert english > 0.05, english  # "not blind: it finds some names"
     assert scratch < 0.02, (scratch, zh_taggers["same, from scratch"][0])  # "from scratch: no entity at all"
 
 # %% [markdown]
 # On `cpu-tiny`, the extended tagger's entity F1 beats the dictionary's, and the English-vocabulary
 # tagger's, by more than the spread of its own F1 over `SEED` 0, 1 and 2 (0.22 to 0.27 in development,
-# against 0.07 to 0.09 for the dictionary and 0.10 to 0.17 with the English vocabulary). The English
-# vocabulary is not useless: the characters it keeps carry some names (the per-type columns show
-# which), but it is blind wherever a name is written in characters it turns into `[UNK]`. The same
+# against 0.07 to 0.09 for the dictionary and 0.10 to 0.17 with the English vocabulary). The
+# English-vocabulary tagger is not blind: the characters its vocabulary keeps let it find some names
+# (the per-type columns show of which types), but it cannot read a name written in characters it
+# turns into `[UNK]`. The same
 # architecture trained from scratch on these sentences, with the same optimizer steps, finds no
 # entity at all (F1 0: it still says `O` everywhere): what makes the extended tagger work is the
 # pretrained layers, fed rows they can read. Scores are still far from a model pretrained on Chinese, which is what a reader with the hub
