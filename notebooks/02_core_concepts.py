@@ -217,7 +217,7 @@ random_encoder.to(device)
 random_train, random_test = embed(random_encoder, enc_tok, train_texts), embed(random_encoder, enc_tok, test_texts)
 print(f"embedded {len(train_texts) + len(test_texts):,} reviews twice in {time.perf_counter() - started:.0f} s")
 
-# %% tags=["nbval-check-output"]
+# %%
 majority = float((test_y == np.bincount(train_y).argmax()).mean())
 acc_pretrained = probe_accuracy(pretrained_train, pretrained_test)
 acc_random = probe_accuracy(random_train, random_test)

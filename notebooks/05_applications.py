@@ -418,9 +418,11 @@ summary.append(dict(task="NER, English tweets (wnut16)", model="MiniLM", metric=
 #
 # `extension.apply(model)` then grows a model's embedding table by those rows and marks it as new, so
 # it trains at the head's larger learning rate. Whether the estimate beats the plain mean start, and
-# what the larger rate does, is {ref}`ex-app-zh-init`'s question. The data: sentences from the People's Daily (January
-# 1998), tagged person, location and organisation, one "word" per character. They are long (about 90
-# characters), and like the tweets they are cut at `tagging_max_length` tokens.
+# what the larger rate does, is {ref}`ex-app-zh-init`'s question.
+#
+# The data: sentences from the People's Daily (January 1998), tagged person, location and
+# organisation, one "word" per character. They are long (about 90 characters), and like the tweets
+# they are cut at `tagging_max_length` tokens.
 
 # %% tags=["nbval-check-output"]
 news_zh = data.load_for("peoples_daily", cfg, n_train=cfg.chapter.chinese_train, n_validation=16)
@@ -515,13 +517,14 @@ if cfg.name == "cpu-tiny":
 # against 0.07 to 0.09 for the dictionary and 0.10 to 0.17 with the English vocabulary). The
 # English-vocabulary tagger is not blind: the characters its vocabulary keeps let it find some names
 # (the per-type columns show of which types), but it cannot read a name written in characters it
-# turns into `[UNK]`. The same
-# architecture trained from scratch on these sentences, with the same optimizer steps, finds no
-# entity at all (F1 0: it still says `O` everywhere): what makes the extended tagger work is the
-# pretrained layers, fed rows they can read. Scores are still far from a model pretrained on Chinese, which is what a reader with the hub
-# should use: `bert-base-chinese` {cite}`devlin2019bert` has a Chinese vocabulary and was pretrained on
-# Chinese text, and multilingual encoders (`bert-base-multilingual-cased`, `xlm-roberta-base`) cover
-# about a hundred languages. On the `gpu` configuration the chapter fine-tunes `bert-base-chinese`
+# turns into `[UNK]`. The same architecture trained from scratch on these sentences, with the same
+# optimizer steps, finds no entity at all (F1 0: it still says `O` everywhere): what makes the
+# extended tagger work is the pretrained layers, fed rows they can read.
+#
+# The repair is what you do when no suitable model exists. A reader with the hub should start from a
+# model pretrained on Chinese: `bert-base-chinese` {cite}`devlin2019bert` has a Chinese vocabulary and
+# was pretrained on Chinese text, and multilingual encoders (`bert-base-multilingual-cased`,
+# `xlm-roberta-base`) cover about a hundred languages. On the `gpu` configuration the chapter fine-tunes `bert-base-chinese`
 # beside the three taggers above when the hub answers (`chinese_encoder` in the configuration; the
 # line above the table says whether it ran); offline, only the repair runs.
 

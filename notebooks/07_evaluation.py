@@ -224,7 +224,7 @@ curve[["method", "n", "seed", "accuracy", "macro_f1", "seconds"]].round(3).head(
 # replacement many times, recompute the metric on each resample, and take the central 95 % of the
 # values. Here are the intervals for every method at the largest training size (first seed):
 
-# %% tags=["nbval-check-output"]
+# %%
 largest = curve[(curve["n"] == SIZES[-1]) & (curve["seed"] == SEEDS[0])].set_index("method")
 intervals = {name: evaluation.bootstrap_ci(metrics.accuracy, np.array(row["test_predictions"]), test_y,
                                            n_resamples=N_BOOTSTRAP, seed=cfg.seed)
@@ -241,7 +241,7 @@ ci_table.round(3)
 # **paired** bootstrap, which resamples the same indices for both: what they share (easy and hard
 # reviews) cancels.
 
-# %% tags=["nbval-check-output"]
+# %%
 pairs = [("fine-tuned", "TF-IDF"), ("fine-tuned", "linear probe"), ("fine-tuned", "random init")]
 paired = pd.DataFrame({
     f"{a} - {b}": evaluation.paired_bootstrap(metrics.accuracy, np.array(largest.loc[a, "test_predictions"]),
@@ -317,7 +317,7 @@ assert spread["range"] > 0.02, spread
 # The book's central result. For each method and training-set size, the mean test accuracy over seeds,
 # with error bars of one standard deviation:
 
-# %% tags=["nbval-check-output"]
+# %%
 summary = evaluation.curve_summary(curve, "accuracy")
 print(f"test accuracy (mean ± std over {N_SEEDS} seeds) on {len(test_y)} test reviews, config {cfg.name}")
 curve_table = pd.DataFrame({m: [f"{summary.loc[(m, n), 'mean']:.3f} ± {summary.loc[(m, n), 'std']:.3f}" for n in SIZES]
@@ -638,7 +638,7 @@ print(prompt)
 # the loss says nothing and 1.0 when it reveals membership perfectly. Every fine-tuning run of the
 # learning curve measured it, on some of its training reviews against as many test reviews:
 
-# %% tags=["nbval-check-output"]
+# %%
 neural = curve[curve["method"].isin(["fine-tuned", "random init"])]
 mi = (neural.groupby(["method", "n"], sort=False)
       .agg(epochs=("epochs", "first"), steps=("steps", "first"), member_loss=("member_loss", "mean"),
