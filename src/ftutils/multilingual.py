@@ -245,7 +245,8 @@ def nearest_known(extension: VocabularyExtension, model: Any, tokens: Sequence[s
     import torch
 
     vocab = extension.tokenizer.get_vocab()
-    old = [c for c, i in vocab.items() if len(c) == 1 and is_cjk(c) and c not in extension.new_tokens]
+    added = set(extension.new_tokens)
+    old = [c for c in vocab if len(c) == 1 and is_cjk(c) and c not in added]
     table = model.get_input_embeddings().weight.detach().float()[[vocab[c] for c in old]]
     position = {t: i for i, t in enumerate(extension.new_tokens)}
     unknown = [t for t in tokens if t not in position]
