@@ -24,16 +24,15 @@ Example:
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ftutils.generation import IGNORE
 from ftutils.seeding import derive_seed
 
 __all__ = ["Task", "TASKS", "IGNORE", "build", "chat_features", "parse_choice", "messages"]
-
-IGNORE = -100  # the label PyTorch's cross-entropy skips
-
 
 @dataclass(frozen=True)
 class Task:
@@ -182,8 +181,6 @@ def parse_choice(generated: str, choices: Sequence[str]) -> str | None:
         >>> parse_choice("I cannot tell", ["negative", "positive"]) is None
         True
     """
-    import re
-
     text = generated.lower()
     best: tuple[int, int, str] | None = None
     for choice in choices:
