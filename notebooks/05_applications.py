@@ -244,13 +244,14 @@ summary.append(dict(task="sentiment, Chinese (chn_sentiment)", model="MiniLM (En
                     train_s=seconds_of(zh_runs),
                     note="English vocabulary: most Chinese characters are [UNK]; the repair is shown on Chinese NER"))
 native = cfg.chapter.chinese_encoder  # None on cpu-tiny; bert-base-chinese on gpu, where the hub answers
-if native is not None and models.usable(native):
+native_usable = native is not None and models.usable(native)  # asked once: each ask may wait for the hub to answer
+if native_usable:
     native_runs, *_ = fine_tune_classifier(zh, model_name=native)
     print(f"{native} accuracy {evaluation.over_seeds(scores_of(native_runs, 'eval_accuracy'))} ({seconds_of(native_runs):.0f} s)")
     summary.append(dict(task="sentiment, Chinese (chn_sentiment)", model=native, metric="accuracy",
                         scores=scores_of(native_runs, "eval_accuracy"), baseline="TF-IDF+logreg (char bigrams)",
                         baseline_score=zh_tfidf["accuracy"], train_s=seconds_of(native_runs)))
-print(f"Chinese encoder from the hub: {native if native is not None and models.usable(native) else 'none'} ({cfg.name})")
+print(f"Chinese encoder from the hub: {native if native_usable else 'none'} ({cfg.name})")
 
 # %% tags=["remove-cell", "claims"]
 assert zh_tfidf["accuracy"] > 0.6 and rt_tfidf["accuracy"] > 0.55, (zh_tfidf, rt_tfidf)
@@ -483,7 +484,7 @@ zh_taggers = {
     "same, from scratch": fine_tune_tagger(news_zh, seeds=cfg.seeds(1), tokenizer=extension.tokenizer,
                                            make_model=extended_tagger(pretrained=False)),
 }
-if native is not None and models.usable(native):  # the hub encoder of the sentiment section
+if native_usable:  # the hub encoder of the sentiment section
     zh_taggers[native] = fine_tune_tagger(
         news_zh, seeds=cfg.seeds(1), tokenizer=models.load(native, "token-classification", labels=zh_tags)[1],
         make_model=lambda seed: models.load(native, "token-classification", labels=zh_tags, seed=seed)[0])
