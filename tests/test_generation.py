@@ -56,3 +56,21 @@ def test_greedy_translate_runs_and_is_deterministic(tokenizer, tiny):
     assert len(out1) == 2 and all(isinstance(t, str) and "\n" not in t for t in out1)
     assert out1 == out2  # left padding does not change greedy outputs
     assert tokenizer.padding_side != "left" or tokenizer.padding_side == "left"  # restored, no error
+
+
+def test_perplexity_is_exp_of_the_mean_token_loss_and_ignores_padding(tokenizer, tiny):
+    texts = ["The cat sat on the mat.", "Markets fell sharply on Monday after the report was published."]
+    ppl = generation.perplexity(tiny, tokenizer, texts, max_length=32, batch_size=2)
+    assert ppl == pytest.approx(generation.perplexity(tiny, tokenizer, texts, max_length=32, batch_size=1), rel=1e-5)
+    nll, count = 0.0, 0
+    for text in texts:  # one text at a time, the model's own shifted loss
+        ids = torch.tensor([tokenizer(text, add_special_tokens=False)["input_ids"][:32]])
+        with torch.no_grad():
+            out = tiny(input_ids=ids, labels=ids)
+        nll += float(out.loss) * (ids.shape[1] - 1)
+        count += ids.shape[1] - 1
+    assert ppl == pytest.approx(float(torch.exp(torch.tensor(nll / count))), rel=1e-4)
+    with pytest.raises(ValueError, match="at least one text"):
+        generation.perplexity(tiny, tokenizer, [], max_length=32)
+    with pytest.raises(ValueError, match="max_length=1"):
+        generation.perplexity(tiny, tokenizer, texts, max_length=1)
