@@ -85,3 +85,92 @@ def test_chat_features_reject_a_conversation_without_an_answer(tokenizer):
 ])
 def test_parse_choice(generated, expected):
     assert instructions.parse_choice(generated, ["not spam", "spam"]) == expected
+
+
+@pytest.mark.parametrize("task, output, answer, expected", [
+    ("sentiment", "Positive.", "positive", (True, True)),
+    ("sentiment", "negative", "positive", (True, False)),
+    ("sentiment", "The review is positive", "positive", (False, False)),  # explains instead of answering
+    ("sentiment", "positively", "positive", (False, False)),  # a whole word only
+    ("spam", "Not spam", "not spam", (True, True)),
+    ("spam", "spam", "not spam", (True, False)),
+    ("entities", "person: Ada; geo-loc: London", "geo-loc: london; person:  Ada", (True, True)),
+    ("entities", "none", "none", (True, True)),
+    ("entities", "none", "person: Ada", (True, False)),
+    ("entities", "Ada and London", "person: Ada", (False, False)),
+    ("translation", "Enregistrer", "enregistrer", (True, True)),
+    ("translation", "", "Enregistrer", (False, False)),
+])
+def test_judge_compliance_and_correctness(task, output, answer, expected):
+    verdict = instructions.judge(task, output, answer)
+    assert (verdict["compliant"], verdict["correct"]) == expected
+
+
+def test_judge_names_an_unknown_task():
+    with pytest.raises(ValueError, match="Unknown task 'poetry'"):
+        instructions.judge("poetry", "x", "y")
+
+
+def test_entity_answer_matches_the_tagged_spans():
+    names = ["O", "B-person", "I-person", "B-geo-loc", "I-geo-loc"]
+    assert instructions.entity_answer(["Ada", "Lovelace", "in", "London"], [1, 2, 0, 3], names) == \
+        "person: Ada Lovelace; geo-loc: London"
+    assert instructions.entity_answer(["nothing", "here"], [0, 0], names) == "none"
+
+
+@pytest.fixture(scope="module")
+def tiny(tokenizer):
+    import torch
+    torch.manual_seed(0)
+    cfg = transformers.LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32,
+                                   num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+                                   eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.eos_token_id)
+    return transformers.LlamaForCausalLM(cfg)
+
+
+def test_respond_and_run_tests_keep_the_order_and_judge_each_answer(tokenizer, tiny):
+    split = instructions.build(pools(6), n_train=2, n_test=3, held_out=None, seed=0)
+    rows = split["test"]
+    side = tokenizer.padding_side
+    tests = instructions.run_tests(tiny, tokenizer, rows, max_new_tokens={"sentiment": 3, "spam": 3, "translation": 5})
+    assert list(tests["prompt"]) == [r["prompt"] for r in rows]
+    alone = instructions.respond(tiny, tokenizer, [rows[0]["prompt"]], max_new_tokens=3)
+    assert tests.iloc[0]["output"] == alone[0]  # batching and left padding do not change greedy answers
+    for row, test in zip(rows, tests.itertuples()):
+        assert (test.compliant, test.correct) == tuple(instructions.judge(row["task"], test.output, row["answer"]).values())
+    assert tokenizer.padding_side == side  # left padding for generation only
+    table = instructions.summarise(tests, n_resamples=100)
+    assert list(table.index) == ["sentiment", "spam", "translation"] and set(table["n"]) == {3}
+
+
+def test_trl_sft_trainer_and_ftutils_make_the_same_step(tokenizer, tiny):
+    """The chapter's claim on a tiny decoder: same ids, same answer-only loss, the same Adam step."""
+    trl = pytest.importorskip("trl")
+    import copy
+    import tempfile
+
+    from datasets import Dataset
+
+    from ftutils import trainer
+
+    conversations = [r["messages"] for r in instructions.build(pools(8), n_train=4, n_test=0, held_out=None, seed=0)["train"]][:6]
+    start = {k: v.detach().clone() for k, v in tiny.named_parameters()}
+    by_trl, by_ftutils = copy.deepcopy(tiny), copy.deepcopy(tiny)
+    with tempfile.TemporaryDirectory() as scratch:
+        sft = trl.SFTTrainer(
+            model=by_trl, processing_class=tokenizer,
+            train_dataset=Dataset.from_list([{"prompt": c[:1], "completion": c[1:]} for c in conversations]),
+            args=trl.SFTConfig(output_dir=scratch, max_steps=1, per_device_train_batch_size=len(conversations),
+                               learning_rate=1e-3, lr_scheduler_type="constant", completion_only_loss=True,
+                               max_length=128, gradient_checkpointing=False, optim="adamw_torch", use_cpu=True,
+                               bf16=False, report_to="none", save_strategy="no", logging_steps=1, disable_tqdm=True))
+        trl_loss = sft.train().training_loss
+        trl_ids = sorted(map(list, sft.train_dataset["input_ids"]))
+    ours = instructions.chat_features(conversations, tokenizer, 128)
+    run = trainer.train(by_ftutils, ours, tokenizer=tokenizer, config=trainer.TrainingConfig(
+        max_steps=1, batch_size=len(conversations), learning_rate=1e-3, lr_scheduler="constant", eval_strategy="no",
+        progress=False))
+    assert trl_ids == sorted(ours["input_ids"])
+    assert run.history[-1]["train_loss"] == pytest.approx(trl_loss, rel=1e-4)
+    assert trainer.relative_update_gap(start, by_ftutils, by_trl) < 0.1
+    assert trainer.relative_update_gap(start, by_ftutils, tiny) == pytest.approx(1.0)  # an untrained model: no match

@@ -13,6 +13,11 @@ natural-language *templates* per task, so the model learns the tasks rather than
   token before the assistant's answer (label ``-100``), so the loss counts the answer tokens only.
 * :func:`parse_choice` reads a generated answer back into one of the allowed answers (or ``None``:
   the answer is outside the label set, which is what *format compliance* counts).
+* :func:`respond` generates the assistant's answers to user prompts (greedy, in the chat template);
+  :func:`judge` scores one answer: in the expected format or not, correct or not.
+* :func:`run_tests` answers every test prompt and judges each answer; :func:`summarise` gives each
+  task's compliance and accuracy with bootstrap intervals.
+* :func:`entity_answer` writes a tagged sentence's entities as the entity-listing task's answer.
 
 Example:
     >>> TASKS["sentiment"].prompt("A gem.", template=0)
@@ -29,10 +34,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from ftutils.generation import IGNORE
 from ftutils.seeding import derive_seed
 
-__all__ = ["Task", "TASKS", "IGNORE", "build", "chat_features", "parse_choice", "messages"]
+__all__ = ["Task", "TASKS", "IGNORE", "build", "chat_features", "parse_choice", "messages", "respond", "judge",
+           "entity_answer", "run_tests", "summarise"]
 
 @dataclass(frozen=True)
 class Task:
@@ -188,3 +196,157 @@ def parse_choice(generated: str, choices: Sequence[str]) -> str | None:
         if match and (best is None or (match.start(), -len(choice)) < (best[0], best[1])):
             best = (match.start(), -len(choice), choice)
     return None if best is None else best[2]
+
+
+def entity_answer(tokens: Sequence[str], tags: Sequence[int], label_names: Sequence[str]) -> str:
+    """The entity-listing answer for a tagged sentence: ``"type: name; type: name"``, or ``"none"``.
+
+    Example:
+        >>> entity_answer(["Ada", "met", "Babbage"], [1, 0, 1], ["O", "B-person", "I-person"])
+        'person: Ada; person: Babbage'
+        >>> entity_answer(["hi"], [0], ["O"])
+        'none'
+    """
+    from ftutils.ner import entities
+
+    found = entities(tokens, tags, label_names)
+    return "; ".join(found) if found else "none"
+
+
+def _entity_set(text: str) -> set[str]:
+    return {" ".join(item.lower().split()) for item in text.split(";") if item.strip()}
+
+
+def judge(task: str, output: str, answer: str) -> dict[str, bool]:
+    """Whether ``output`` is in the task's expected format (``compliant``) and whether it is ``correct``.
+
+    A classification task: compliant when the output *starts with* one of the allowed answers (case and
+    surrounding punctuation ignored; "positive." counts, "The review is positive" does not), correct when
+    that answer is ``answer``. Entity listing: compliant when it is "none" or every ``;``-separated item
+    reads ``type: name``; correct when the set of items equals the reference's. Translation: compliant
+    when it is one non-empty line; correct on an exact match (case and spaces ignored).
+
+    Example:
+        >>> judge("sentiment", "Positive.", "positive")
+        {'compliant': True, 'correct': True}
+        >>> judge("sentiment", "The review is positive", "positive")
+        {'compliant': False, 'correct': False}
+        >>> judge("entities", "person: Ada;  geo-loc: London", "geo-loc: london; person: Ada")
+        {'compliant': True, 'correct': True}
+    """
+    if task not in TASKS:
+        raise ValueError(f"Unknown task {task!r}: expected one of {sorted(TASKS)}.")
+    choices = TASKS[task].choices
+    text = output.strip()
+    if choices:
+        named = parse_choice(text, choices)
+        starts = named is not None and re.match(rf"\W*{re.escape(named)}(?!\w)", text, flags=re.IGNORECASE)
+        compliant = bool(starts)
+        return {"compliant": compliant, "correct": compliant and named == answer}
+    if task == "entities":
+        items = [item.strip() for item in text.split(";") if item.strip()]
+        compliant = text.lower().rstrip(".") == "none" or (
+            bool(items) and all(re.fullmatch(r"[\w-]+: .+", item) for item in items))
+        if text.lower().rstrip(".") == "none" or answer == "none":
+            correct = text.lower().rstrip(".") == answer
+        else:
+            correct = _entity_set(text) == _entity_set(answer)
+        return {"compliant": compliant, "correct": compliant and correct}
+    compliant = bool(text) and "\n" not in text
+    return {"compliant": compliant, "correct": compliant and " ".join(text.lower().split()) == " ".join(answer.lower().split())}
+
+
+@torch.inference_mode()
+def respond(model: Any, tokenizer: Any, prompts: Sequence[str], *, max_new_tokens: int,
+            batch_size: int = 16) -> list[str]:
+    """The model's answers to ``prompts``, each a user turn in the tokenizer's chat template (greedy decoding).
+
+    Prompts are left-padded into batches; generation stops at the template's end-of-turn token (or
+    after ``max_new_tokens``). Special tokens are dropped and the answer is stripped.
+
+    Example:
+        >>> respond(model, tokenizer, ["Is this movie review positive or negative?\\n\\nA gem."],
+        ...         max_new_tokens=4)  # doctest: +SKIP
+        ['Positive']
+    """
+    if getattr(tokenizer, "chat_template", None) is None:
+        raise ValueError("The tokenizer has no chat template: set tokenizer.chat_template, or use a model "
+                         "that ships one (SmolLM2 does).")
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    stop = [tokenizer.eos_token_id]
+    end_of_turn = tokenizer.convert_tokens_to_ids("<|im_end|>") if "<|im_end|>" in tokenizer.get_vocab() else None
+    if end_of_turn is not None and end_of_turn not in stop:
+        stop.append(end_of_turn)
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    answers: list[str] = []
+    try:
+        for begin in range(0, len(prompts), batch_size):
+            texts = [tokenizer.apply_chat_template(messages(p), tokenize=False, add_generation_prompt=True)
+                     for p in prompts[begin:begin + batch_size]]
+            batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+            generated = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
+                                       pad_token_id=tokenizer.pad_token_id, eos_token_id=stop)
+            new = generated[:, batch["input_ids"].shape[1]:]
+            answers.extend(text.strip() for text in tokenizer.batch_decode(new, skip_special_tokens=True))
+    finally:
+        tokenizer.padding_side = side
+        model.train(was_training)
+    return answers
+
+
+def run_tests(model: Any, tokenizer: Any, rows: Sequence[Mapping[str, Any]], *,
+              max_new_tokens: int | Mapping[str, int], batch_size: int = 16) -> "pd.DataFrame":
+    """Answer each test row's prompt (:func:`respond`) and judge the answer (:func:`judge`).
+
+    ``max_new_tokens`` is one budget, or one per task (a label needs fewer tokens than a translation).
+    Returns one row per prompt: ``task``, ``prompt``, ``answer`` (the reference), ``output``,
+    ``compliant``, ``correct``, in the order of ``rows``.
+    """
+    import pandas as pd
+
+    out: list[dict[str, Any]] = []
+    for task in dict.fromkeys(r["task"] for r in rows):
+        these = [r for r in rows if r["task"] == task]
+        budget = max_new_tokens if isinstance(max_new_tokens, int) else max_new_tokens[task]
+        answers = respond(model, tokenizer, [r["prompt"] for r in these], max_new_tokens=budget,
+                          batch_size=batch_size)
+        for row, output in zip(these, answers):
+            out.append(dict(task=task, prompt=row["prompt"], answer=row["answer"], output=output,
+                            **judge(task, output, row["answer"])))
+    order = {id(r): i for i, r in enumerate(rows)}
+    positions = [order[id(r)] for task in dict.fromkeys(r["task"] for r in rows) for r in rows if r["task"] == task]
+    return pd.DataFrame(out, index=positions).sort_index()
+
+
+def summarise(tests: "pd.DataFrame", *, n_resamples: int = 1000, seed: int = 0) -> "pd.DataFrame":
+    """Per task: test prompts, the share in the expected format and the share correct, each with its
+    95 % bootstrap interval over the test prompts (:func:`ftutils.evaluation.bootstrap_ci`).
+
+    Example:
+        >>> import pandas as pd
+        >>> t = pd.DataFrame(dict(task=["spam"] * 4, compliant=[1, 1, 1, 0], correct=[1, 0, 1, 0]))
+        >>> row = summarise(t, n_resamples=200).loc["spam"]
+        >>> int(row["n"]), float(row["compliant"]), float(row["correct"])
+        (4, 0.75, 0.5)
+    """
+    import numpy as np
+    import pandas as pd
+
+    from ftutils.evaluation import bootstrap_ci
+
+    def share(values: Any, _: Any) -> float:
+        return float(np.mean(values))
+
+    rows = {}
+    for task, group in tests.groupby("task", sort=False):
+        row: dict[str, Any] = {"n": len(group)}
+        for column in ("compliant", "correct"):
+            values = group[column].astype(float).to_numpy()
+            ci = bootstrap_ci(share, values, values, n_resamples=n_resamples, seed=seed)
+            row[column], row[f"{column} 95% CI"] = round(ci.estimate, 3), f"{ci.low:.2f}–{ci.high:.2f}"
+        rows[task] = row
+    return pd.DataFrame.from_dict(rows, orient="index")
