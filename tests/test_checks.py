@@ -320,3 +320,17 @@ def test_check_bootstrap_ci_and_check_membership_auc() -> None:
         checks.check_membership_auc(lambda m, o: 1 - auc_ok(m, o))
     with pytest.raises(AssertionError, match="one half"):
         checks.check_membership_auc(lambda m, o: float((np.asarray(m)[:, None] < np.asarray(o)[None, :]).mean()))
+
+
+def test_check_answer_labels_names_the_usual_mistakes():
+    assert str(checks.check_answer_labels(lambda p, a: [-100] * len(p) + list(a))).startswith("Passed")
+    with pytest.raises(AssertionError, match="nothing is masked"):
+        checks.check_answer_labels(lambda p, a: list(p) + list(a))
+    with pytest.raises(AssertionError, match="the mask is on the answer"):
+        checks.check_answer_labels(lambda p, a: list(p) + [-100] * len(a))
+
+
+def test_check_format_compliance_rejects_the_lenient_count():
+    with pytest.raises(AssertionError, match="starts with"):
+        checks.check_format_compliance(lambda outputs, choices: sum(any(c in o.lower() for c in choices)
+                                                                     for o in outputs) / len(outputs))

@@ -8,7 +8,7 @@ wrong count) so the hint can be specific.
 
 All the book's auto-checks live here, in one section per chapter (3: seeds and the L2-SP penalty;
 4: saving, scoring and the training loop; 5: aligning NER labels; 6: the best-so-far curve of a search;
-7: bootstrap intervals and the membership attack). ``book/assignments.md`` lists which exercise uses
+7: bootstrap intervals and the membership attack; 8: the answer-only loss mask and format compliance). ``book/assignments.md`` lists which exercise uses
 which check.
 
 Example:
@@ -36,6 +36,8 @@ __all__ = [
     "Passed",
     "TinyClassifier",
     "check_align_labels",
+    "check_answer_labels",
+    "check_format_compliance",
     "check_best_so_far",
     "check_bootstrap_ci",
     "check_confusion_matrix",
@@ -646,3 +648,81 @@ def check_membership_auc(fn: Callable[[Sequence[float], Sequence[float]], Any]) 
         raise _fail(f"for members {members[:4]}... and non-members {others[:4]}... {what} returns {got:.4f}, "
                     f"expected {want:.4f}.", hint)
     return _passed(f"{what} agrees with the reference AUC on {len(cases)} cases (ties count one half).")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Chapter 8: the loss on the answer only, and format compliance.
+
+
+def check_answer_labels(fn: Callable[[Sequence[int], Sequence[int]], Any]) -> Passed:
+    """Check ``fn(prompt_ids, answer_ids) -> labels``: the labels of ``prompt_ids + answer_ids`` for SFT.
+
+    Every prompt position gets ``-100`` (no loss), every answer position its own token id (the model
+    shifts labels itself). The check recognises labels shifted by one, the mask put on the answer
+    instead of the prompt, and a missing mask.
+
+    Example:
+        >>> check_answer_labels(lambda prompt, answer: [-100] * len(prompt) + list(answer))
+        Passed: <lambda> masks the prompt and keeps the answer's ids on 3 cases.
+    """
+    what = f"{getattr(fn, '__name__', 'your function')}"
+    cases = [([1, 9690, 198, 4093], [17728, 2]), ([5, 6, 7], [8]), ([3], [11, 12, 13, 2])]
+    for prompt, answer in cases:
+        want = [-100] * len(prompt) + answer
+        got = _call(fn, (list(prompt), list(answer)), f"{what}(prompt_ids, answer_ids)")
+        got = got.tolist() if hasattr(got, "tolist") else list(got)
+        if got == want:
+            continue
+        if got == prompt + answer:
+            hint = "nothing is masked: give every prompt position the label -100, so only the answer is learned."
+        elif got == prompt + [-100] * len(answer):
+            hint = "the mask is on the answer: it is the *prompt* whose labels are -100."
+        elif got == [-100] * (len(prompt) - 1) + answer + [-100] or got[:len(prompt) - 1] == want[1:len(prompt)]:
+            hint = "do not shift the labels: the model compares position t's logits with label t+1 itself."
+        elif len(got) != len(want):
+            hint = f"return one label per token: {len(prompt)} + {len(answer)} = {len(want)} labels."
+        else:
+            hint = "labels = [-100] * len(prompt_ids) + answer_ids."
+        raise _fail(f"for prompt {prompt} and answer {answer}, {what} returns {got}, expected {want}.", hint)
+    return _passed(f"{what} masks the prompt and keeps the answer's ids on {len(cases)} cases.")
+
+
+def check_format_compliance(fn: Callable[[Sequence[str], Sequence[str]], Any]) -> Passed:
+    """Check ``fn(outputs, choices) -> float``: the share of outputs that *start with* an allowed answer.
+
+    Case and leading punctuation or spaces are ignored, and a choice counts only as a whole word
+    ("Positive." complies, "positively" and "The review is positive" do not), as in
+    :func:`ftutils.instructions.judge`. The check recognises the lenient "mentions a choice anywhere".
+
+    Example:
+        >>> import re
+        >>> def compliance(outputs, choices):
+        ...     pattern = re.compile(r"\\W*(" + "|".join(map(re.escape, choices)) + r")(?!\\w)", re.IGNORECASE)
+        ...     return sum(bool(pattern.match(o)) for o in outputs) / len(outputs)
+        >>> check_format_compliance(compliance)
+        Passed: compliance agrees with the reference on 3 cases.
+    """
+    from ftutils.instructions import judge
+
+    what = f"{getattr(fn, '__name__', 'your function')}"
+    sentiment = ["negative", "positive"]
+    cases = [(["Positive", "negative.", "The review is positive", "I think so"], sentiment),
+             ([" POSITIVE!", "positively good", "Negative, clearly", "negative"], sentiment),
+             (["spam", "not spam", "Not spam.", "It is spam"], ["not spam", "spam"])]
+    task_of = {tuple(sentiment): "sentiment", ("not spam", "spam"): "spam"}
+    for outputs, choices in cases:
+        task = task_of[tuple(choices)]
+        want = sum(judge(task, o, choices[0])["compliant"] for o in outputs) / len(outputs)
+        got = _as_float(_call(fn, (list(outputs), list(choices)), f"{what}(outputs, choices)"),
+                        f"the value {what} returns")
+        if math.isclose(got, want, abs_tol=1e-9):
+            continue
+        anywhere = sum(any(c in o.lower() for c in choices) for o in outputs) / len(outputs)
+        if math.isclose(got, anywhere, abs_tol=1e-9):
+            hint = "an answer complies only when it *starts with* a choice; mentioning one later does not count."
+        elif got > 1:
+            hint = "return a share between 0 and 1, not a count."
+        else:
+            hint = "ignore case and leading punctuation, and match a choice as a whole word at the start."
+        raise _fail(f"for outputs {outputs} and choices {choices}, {what} returns {got:.3f}, expected {want:.3f}.", hint)
+    return _passed(f"{what} agrees with the reference on {len(cases)} cases.")
