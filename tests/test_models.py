@@ -495,3 +495,12 @@ def test_sentence_features_rejects_an_unknown_pooling_naming_the_choices():
 
     with pytest.raises(ValueError, match="pooling='max' is not allowed: expected 'mean' or 'cls'"):
         sentence_features(None, None, ["a"], max_length=8, pooling="max")
+
+
+def test_levels_per_block_counts_distinct_values_per_block():
+    import torch as _torch
+    grid = _torch.arange(16.0).repeat(4)  # 64 values, 16 distinct in each block of 32
+    assert models.levels_per_block(grid).tolist() == [16, 16]
+    assert models.levels_per_block(_torch.linspace(0, 1, 64)).tolist() == [32, 32]
+    with pytest.raises(ValueError, match="blocks of 32"):
+        models.levels_per_block(_torch.zeros(40))

@@ -72,6 +72,7 @@ __all__ = [
     "UnknownModelError",
     "resolve",
     "convert_gguf",
+    "levels_per_block",
     "gguf_special_token_ids",
     "set_special_tokens",
     "load",
@@ -859,3 +860,20 @@ def describe(model: PreTrainedModel) -> str:
                                                                    "TokenClassification")):
         lines.append("labels: " + ", ".join(f"{i}={label}" for i, label in sorted(id2label.items())))
     return "\n".join(lines)
+
+
+def levels_per_block(weight: torch.Tensor, block: int = 32) -> torch.Tensor:
+    """How many distinct values each run of ``block`` consecutive weights holds (one count per block).
+
+    A GGUF file stores 4-bit weights in blocks of 32 with one scale (and, for Q4_1, one offset) each, so
+    a dequantised 4-bit matrix has at most 2**4 = 16 distinct values per block; fp32 training moves the
+    weights off that grid. ``weight.numel()`` must be a multiple of ``block``.
+
+    Example:
+        >>> levels_per_block(torch.tensor([0.0, 0.5, 0.5, 1.0, 2.0, 2.0, 2.0, 2.0]), block=4).tolist()
+        [3, 1]
+    """
+    if weight.numel() % block:
+        raise ValueError(f"A tensor of {weight.numel()} values does not split into blocks of {block}.")
+    ordered = weight.detach().reshape(-1, block).sort(dim=1).values
+    return (ordered[:, 1:] != ordered[:, :-1]).sum(dim=1) + 1

@@ -1635,3 +1635,34 @@ def read_tensorboard(log_dir: str | os.PathLike) -> list[dict[str, float]]:
                 row = rows.setdefault((event.step, group), {"step": event.step})
                 row[key] = float(event.value)
     return [rows[k] for k in sorted(rows, key=lambda k: (k[0], k[1] != "train"))]
+
+
+@torch.no_grad()
+def relative_update_gap(start: Mapping[str, torch.Tensor], model_a: torch.nn.Module, model_b: torch.nn.Module) -> float:
+    """‖Δa − Δb‖ / ‖Δa‖ over all parameters, where Δ is how far each model moved from ``start``.
+
+    ``start`` is a state dict both models were trained from. 0 means the two trainings made the same
+    update; it is a fairer comparison than the largest single difference, which Adam's first step
+    makes large for weights whose gradient is near zero (the sign of a tiny gradient depends on the
+    order of summation, and Adam scales every update to about the learning rate).
+
+    Example:
+        >>> a, b = torch.nn.Linear(2, 1), torch.nn.Linear(2, 1)
+        >>> start = {k: v.clone() for k, v in a.state_dict().items()}
+        >>> b.load_state_dict(start)
+        <All keys matched successfully>
+        >>> with torch.no_grad():
+        ...     _ = a.weight.add_(1.0), b.weight.add_(1.0)
+        >>> relative_update_gap(start, a, b)
+        0.0
+    """
+    params_b = dict(model_b.named_parameters())
+    gap = moved = 0.0
+    for name, p in model_a.named_parameters():
+        delta_a = p.detach().float() - start[name].float()
+        delta_b = params_b[name].detach().float() - start[name].float()
+        gap += float(((delta_a - delta_b) ** 2).sum())
+        moved += float((delta_a ** 2).sum())
+    if moved == 0:
+        raise ValueError("model_a did not move from start: there is no update to compare.")
+    return (gap / moved) ** 0.5
