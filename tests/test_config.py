@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from ftutils import chapter, config, data, seeding
-from ftutils.config import CHAPTERS, ApplicationsValues, EvaluationValues, ToolsValues, get_config
+from ftutils.config import CHAPTERS, ApplicationsValues, EvaluationValues, InstructionValues, ToolsValues, get_config
 from ftutils.trainer import BOOK_FIELDS, TrainingConfig
 
 # What each chapter ran before its values moved into ftutils.config.CHAPTERS: its CHAPTER_SIZES /
@@ -57,6 +57,16 @@ BEFORE = {
         dict(sizes=(50, 200, 800, 2000, 8000), min_steps=50, n_validation=500, mi_members=500, choice_train=800,
              choice_test=None, spam_train=None, translation_train=None, translation_test=None,
              translation_max_length=64, translation_epochs=3, new_tokens=48)),
+    ("08", "cpu-tiny"): (
+        {**CPU, "max_length": 128, "batch_size": 8, "learning_rate": 2e-4, "epochs": 2, "warmup": 0.1},
+        dict(train_per_task=16, test_per_task=12, text_chars=200, trained_blocks=4, lora_rank=16, strengths=(1.0,),
+             decoupled_strength=200.0, strength_seeds=1, answer_tokens=4, long_answer_tokens=20, perplexity_texts=16,
+             perplexity_length=96)),
+    ("08", "gpu"): (
+        {**GPU, "max_length": 384, "batch_size": 16, "learning_rate": 1e-4, "epochs": 2, "warmup": 0.1},
+        dict(train_per_task=1000, test_per_task=200, text_chars=1000, trained_blocks=8, lora_rank=16,
+             strengths=(0.1, 0.3, 1.0, 3.0, 10.0), decoupled_strength=200.0, strength_seeds=3, answer_tokens=4,
+             long_answer_tokens=48, perplexity_texts=200, perplexity_length=256)),
 }
 
 
@@ -78,6 +88,8 @@ def test_every_chapter_has_both_configurations():
 @pytest.mark.parametrize("cls, field, value, expected", [
     (ApplicationsValues, "topic_max_length", 0, "an integer >= 1"),
     (ApplicationsValues, "tagging_learning_rate", -1e-4, "a number > 0"),
+    (InstructionValues, "strengths", [1.0, -2.0], "a non-empty list of numbers > 0"),
+    (InstructionValues, "strengths", [], "a non-empty list of numbers > 0"),
     (ApplicationsValues, "decoder_train", "all", "an integer >= 1 or None (all)"),
     (ApplicationsValues, "translation_epochs", True, "an integer >= 1"),
     (ApplicationsValues, "chinese_encoder", " ", "a non-empty name or None"),
@@ -109,7 +121,7 @@ def test_overrides_reach_book_fields_and_chapter_values():
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda: get_config("cpu-tiny", chapter="08"), "Unknown chapter '08': expected None (the defaults) or one of 02"),
+    (lambda: get_config("cpu-tiny", chapter="09"), "Unknown chapter '09': expected None (the defaults) or one of 02"),
     (lambda: get_config("cpu-tiny", chapter="02", sizes=[1]), "Unknown config field(s) sizes: expected some of"),
     (lambda: get_config("cpu-tiny", topic_max_length=3), "Unknown config field(s) topic_max_length"),
     (lambda: get_config("cpu-tiny", extra={}), "Unknown config field(s) extra"),

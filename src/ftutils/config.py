@@ -8,7 +8,7 @@ Every chapter starts from one named configuration and lets the reader override s
 A chapter that needs other sizes than these defaults has an entry in :data:`CHAPTERS`: its book
 configuration on ``cpu-tiny`` and on ``gpu``, side by side, and where it has knobs of its own a typed
 frozen dataclass of them in ``chapter`` (:class:`ApplicationsValues`, :class:`ToolsValues`,
-:class:`EvaluationValues`). ``get_config(name, chapter="05")`` returns it; :func:`ftutils.chapter.start`
+:class:`EvaluationValues`, :class:`InstructionValues`). ``get_config(name, chapter="05")`` returns it; :func:`ftutils.chapter.start`
 is how a chapter calls it.
 
 Model entries accept a registry name from :mod:`ftutils.assets` (``"minilm"``, ``"smollm2-135m"``),
@@ -46,6 +46,7 @@ class ChapterValues:
     The check follows the annotation: ``int`` is an integer >= 1 (>= ``minimum`` where the field's
     metadata gives one), ``int | None`` the same or ``None`` (the whole split), ``float`` a number > 0,
     ``tuple[int, ...]`` a non-empty tuple of integers >= 1 (a list is accepted and stored as a tuple),
+    ``tuple[float, ...]`` a non-empty tuple of numbers > 0 (the same),
     ``str | None`` a non-empty string or ``None``.
     """
 
@@ -54,7 +55,7 @@ class ChapterValues:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             given = value = getattr(self, f.name)
-            if f.type == "tuple[int, ...]" and isinstance(value, list):
+            if f.type in ("tuple[int, ...]", "tuple[float, ...]") and isinstance(value, list):
                 value = tuple(value)
                 object.__setattr__(self, f.name, value)
             problem = _problem(f.type, value, f.metadata.get("minimum", 1))
@@ -78,10 +79,14 @@ def _problem(kind: str, value: Any, minimum: int) -> str | None:
     if kind == "tuple[int, ...]":
         ok = isinstance(value, tuple) and bool(value) and all(_is_int(v, minimum) for v in value)
         return None if ok else f"a non-empty list of integers >= {minimum}"
+    if kind == "tuple[float, ...]":
+        ok = isinstance(value, tuple) and bool(value) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in value)
+        return None if ok else "a non-empty list of numbers > 0"
     if kind == "str | None":
         return None if value is None or (isinstance(value, str) and value.strip()) else "a non-empty name or None"
     raise TypeError(f"ChapterValues cannot check a field of type {kind!r}: use int, int | None, float, "
-                    "str | None or tuple[int, ...].")
+                    "str | None, tuple[int, ...] or tuple[float, ...].")
 
 
 @dataclass(frozen=True)
@@ -146,6 +151,28 @@ class EvaluationValues(ChapterValues):
         sizes=(16, 32), min_steps=0, n_validation=32, mi_members=16, choice_train=32, choice_test=32,
         spam_train=64, translation_train=16, translation_test=8, translation_max_length=32, translation_epochs=1,
         new_tokens=4)
+
+
+@dataclass(frozen=True)
+class InstructionValues(ChapterValues):
+    """Chapter 8's own values: the instruction set, the trained blocks, the regulariser's strengths."""
+
+    train_per_task: int  # training conversations per trained task
+    test_per_task: int  # test prompts per task (the held-out task too)
+    text_chars: int  # each review, e-mail or article is cut to its first text_chars characters
+    trained_blocks: int  # the top blocks that full fine-tuning (and LoRA) trains
+    lora_rank: int
+    strengths: tuple[float, ...]  # λ of the L2-SP runs (the trade-off curve); 0, plain SFT, always runs
+    decoupled_strength: float  # λ of the decoupled L2-SP run
+    strength_seeds: int  # training seeds per point of the trade-off curve
+    answer_tokens: int  # tokens generated for a classification answer
+    long_answer_tokens: int  # tokens generated for an entity list or a translation
+    perplexity_texts: int  # held-out BBC articles of the forgetting measurement
+    perplexity_length: int  # tokens of each article scored
+
+    SMOKE: ClassVar[dict[str, Any]] = dict(
+        train_per_task=4, test_per_task=4, text_chars=80, strengths=(1.0,), strength_seeds=1, answer_tokens=3,
+        long_answer_tokens=4, perplexity_texts=4, perplexity_length=32)
 
 
 @dataclass(frozen=True)
@@ -330,6 +357,23 @@ CHAPTERS: dict[str, dict[str, BookConfig]] = {
             sizes=(50, 200, 800, 2000, 8000), min_steps=50, n_validation=500, mi_members=500,
             choice_train=800, choice_test=None, spam_train=None, translation_train=None, translation_test=None,
             translation_max_length=64, translation_epochs=3, new_tokens=48)),
+    },
+    # Every SFT run trains the top blocks of SmolLM2-135M (forward through all 30 blocks): on one CPU core
+    # about 190 tokens a second, so cpu-tiny keeps 16 conversations per task (64, ~82 tokens each, two
+    # epochs of batch 8 = 16 steps, ~55 s a run) and 12 test prompts per task; 16 steps already move format
+    # compliance from 0 to near 1 (scoping runs in the stop-29 note). The trade-off curve runs one λ on
+    # cpu-tiny and a grid with seeds on gpu.
+    "08": {
+        "cpu-tiny": _on("cpu-tiny", max_length=128, batch_size=8, learning_rate=2e-4, epochs=2, warmup=0.1,
+                        chapter=InstructionValues(
+                            train_per_task=16, test_per_task=12, text_chars=200, trained_blocks=4, lora_rank=16,
+                            strengths=(1.0,), decoupled_strength=200.0, strength_seeds=1, answer_tokens=4,
+                            long_answer_tokens=20, perplexity_texts=16, perplexity_length=96)),
+        "gpu": _on("gpu", max_length=384, batch_size=16, learning_rate=1e-4, epochs=2, warmup=0.1,
+                   chapter=InstructionValues(
+                       train_per_task=1000, test_per_task=200, text_chars=1000, trained_blocks=8, lora_rank=16,
+                       strengths=(0.1, 0.3, 1.0, 3.0, 10.0), decoupled_strength=200.0, strength_seeds=3,
+                       answer_tokens=4, long_answer_tokens=48, perplexity_texts=200, perplexity_length=256)),
     },
 }
 
