@@ -685,7 +685,7 @@ assert all(mi.loc[(arm, SIZES[0]), "auc_before_steps"] > 0.6 for arm in ("fine-t
 #   from random weights produced no French where the pretrained one, prompted or adapted, wrote some.
 # * Fine-tuned models leak membership through their loss; budget for privacy when the data are private.
 #
-# The FAQ ({doc}`/book/08_faq`) collects the article's questions with links to the evidence.
+# The FAQ ({doc}`/book/09_faq`) collects the article's questions with links to the evidence.
 #
 # ## Exercises
 #

@@ -58,13 +58,13 @@ BEFORE = {
              choice_test=None, spam_train=None, translation_train=None, translation_test=None,
              translation_max_length=64, translation_epochs=3, new_tokens=48)),
     ("08", "cpu-tiny"): (
-        {**CPU, "max_length": 128, "batch_size": 8, "learning_rate": 2e-4, "epochs": 2, "warmup": 0.1},
-        dict(train_per_task=16, test_per_task=12, text_chars=200, trained_blocks=4, lora_rank=16, strengths=(1.0,),
+        {**CPU, "batch_size": 8, "learning_rate": 2e-4, "epochs": 2, "warmup": 0.1},
+        dict(train_per_task=16, test_per_task=12, text_chars=200, max_tokens=192, trained_blocks=4, lora_rank=16, strengths=(1.0,),
              decoupled_strength=200.0, strength_seeds=1, answer_tokens=4, long_answer_tokens=20, perplexity_texts=16,
              perplexity_length=96)),
     ("08", "gpu"): (
-        {**GPU, "max_length": 384, "batch_size": 16, "learning_rate": 1e-4, "epochs": 2, "warmup": 0.1},
-        dict(train_per_task=1000, test_per_task=200, text_chars=1000, trained_blocks=8, lora_rank=16,
+        {**GPU, "batch_size": 16, "learning_rate": 1e-4, "epochs": 2, "warmup": 0.1, "mixed_precision": "auto"},
+        dict(train_per_task=1000, test_per_task=200, text_chars=1000, max_tokens=384, trained_blocks=8, lora_rank=16,
              strengths=(0.1, 0.3, 1.0, 3.0, 10.0), decoupled_strength=200.0, strength_seeds=3, answer_tokens=4,
              long_answer_tokens=48, perplexity_texts=200, perplexity_length=256)),
 }

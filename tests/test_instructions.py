@@ -72,6 +72,9 @@ def test_chat_features_put_the_loss_on_the_answer_and_its_end_of_turn(tokenizer)
     assert "A gem" not in text and labels[0] == instructions.IGNORE
     cut = instructions.chat_features([conversation], tokenizer, 10)
     assert len(cut["input_ids"][0]) == 10 and set(cut["labels"][0]) == {instructions.IGNORE}
+    whole = len(instructions.chat_features([conversation], tokenizer, 512)["input_ids"][0])
+    with pytest.raises(ValueError, match=rf"max_length=10 cuts away the whole answer of 1 of 1 .*raise it to {whole}"):
+        instructions.chat_features([conversation], tokenizer, 10, require_answer=True)
 
 
 def test_chat_features_reject_a_conversation_without_an_answer(tokenizer):

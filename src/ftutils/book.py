@@ -750,6 +750,7 @@ SMOKE_DIR = "executed/smoke"
 SMOKE_PARAMETERS: dict[str, dict[str, Any]] = {
     "02_core_concepts": {"FINETUNE_EXAMPLES": None},
     "07_evaluation": {"VARIANCE_SEEDS": 2, "N_BOOTSTRAP": 100},
+    "08_instruction_tuning": {"N_BOOTSTRAP": 100},
 }
 
 

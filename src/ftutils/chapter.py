@@ -41,6 +41,7 @@ from ftutils import colab, config, seeding
 _NOISE = (
     "IProgress not found",  # tqdm without ipywidgets
     ".*is_gradient_checkpointing.*",  # PEFT calls a renamed transformers API
+    "`gradient_checkpointing` is deprecated",  # TRL's SFTConfig sets the old name (transformers 5)
 )
 
 

@@ -160,6 +160,7 @@ class InstructionValues(ChapterValues):
     train_per_task: int  # training conversations per trained task
     test_per_task: int  # test prompts per task (the held-out task too)
     text_chars: int  # each review, e-mail or article is cut to its first text_chars characters
+    max_tokens: int  # tokens per conversation, the chat template's turns included
     trained_blocks: int  # the top blocks that full fine-tuning (and LoRA) trains
     lora_rank: int
     strengths: tuple[float, ...]  # λ of the L2-SP runs (the trade-off curve); 0, plain SFT, always runs
@@ -171,7 +172,7 @@ class InstructionValues(ChapterValues):
     perplexity_length: int  # tokens of each article scored
 
     SMOKE: ClassVar[dict[str, Any]] = dict(
-        train_per_task=4, test_per_task=4, text_chars=80, strengths=(1.0,), strength_seeds=1, answer_tokens=3,
+        train_per_task=4, test_per_task=4, text_chars=80, max_tokens=96, strengths=(1.0,), strength_seeds=1, answer_tokens=3,
         long_answer_tokens=4, perplexity_texts=4, perplexity_length=32)
 
 
@@ -362,16 +363,19 @@ CHAPTERS: dict[str, dict[str, BookConfig]] = {
     # about 190 tokens a second, so cpu-tiny keeps 16 conversations per task (64, ~82 tokens each, two
     # epochs of batch 8 = 16 steps, ~55 s a run) and 12 test prompts per task; 16 steps already move format
     # compliance from 0 to near 1 (scoping runs in the stop-29 note). The trade-off curve runs one λ on
-    # cpu-tiny and a grid with seeds on gpu.
+    # cpu-tiny and a grid with seeds on gpu. gpu's precision is "auto": bf16 on a GPU that has it (not a
+    # T4), fp32 elsewhere; a smoke run on a CPU without fast bf16 took 160 s a step under bf16 autocast.
     "08": {
-        "cpu-tiny": _on("cpu-tiny", max_length=128, batch_size=8, learning_rate=2e-4, epochs=2, warmup=0.1,
+        "cpu-tiny": _on("cpu-tiny", batch_size=8, learning_rate=2e-4, epochs=2, warmup=0.1,
                         chapter=InstructionValues(
-                            train_per_task=16, test_per_task=12, text_chars=200, trained_blocks=4, lora_rank=16,
+                            train_per_task=16, test_per_task=12, text_chars=200, max_tokens=192, trained_blocks=4,
+                            lora_rank=16,
                             strengths=(1.0,), decoupled_strength=200.0, strength_seeds=1, answer_tokens=4,
                             long_answer_tokens=20, perplexity_texts=16, perplexity_length=96)),
-        "gpu": _on("gpu", max_length=384, batch_size=16, learning_rate=1e-4, epochs=2, warmup=0.1,
+        "gpu": _on("gpu", batch_size=16, learning_rate=1e-4, epochs=2, warmup=0.1, mixed_precision="auto",
                    chapter=InstructionValues(
-                       train_per_task=1000, test_per_task=200, text_chars=1000, trained_blocks=8, lora_rank=16,
+                       train_per_task=1000, test_per_task=200, text_chars=1000, max_tokens=384, trained_blocks=8,
+                       lora_rank=16,
                        strengths=(0.1, 0.3, 1.0, 3.0, 10.0), decoupled_strength=200.0, strength_seeds=3,
                        answer_tokens=4, long_answer_tokens=48, perplexity_texts=200, perplexity_length=256)),
     },

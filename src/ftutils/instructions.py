@@ -146,12 +146,15 @@ def build(pools: Mapping[str, tuple[Sequence[str], Sequence[str]]], *, n_train: 
 
 
 def chat_features(conversations: Sequence[Sequence[Mapping[str, str]]], tokenizer: Any,
-                  max_length: int) -> dict[str, list[list[int]]]:
+                  max_length: int, *, require_answer: bool = False) -> dict[str, list[list[int]]]:
     """Token ids of each conversation in the tokenizer's chat template, labels on the last turn only.
 
     The last turn must be the assistant's. Its tokens (including the template's end-of-turn token,
     so the model learns to stop) keep their ids as labels; every earlier token gets ``-100``.
-    Sequences are cut to ``max_length`` from the right.
+    Sequences are cut to ``max_length`` from the right; a conversation whose prompt alone fills
+    ``max_length`` keeps no answer token and adds no loss. With ``require_answer=True`` that is an error
+    instead, naming how many conversations lost their answer and the length that keeps every answer
+    (a batch of such conversations has no token to learn from: its mean loss is 0/0).
 
     Raises ``ValueError`` when the last turn is not the assistant's, or when the template renders the
     conversation without its prompt as a prefix (then no cut between prompt and answer exists).
@@ -160,6 +163,7 @@ def chat_features(conversations: Sequence[Sequence[Mapping[str, str]]], tokenize
         raise ValueError("The tokenizer has no chat template: set tokenizer.chat_template, or use a model "
                          "that ships one (SmolLM2 does).")
     out: dict[str, list[list[int]]] = {"input_ids": [], "attention_mask": [], "labels": []}
+    needed = 0
     for turns in conversations:
         if not turns or turns[-1]["role"] != "assistant":
             raise ValueError("Each conversation must end with the assistant's turn (the answer to learn).")
@@ -174,6 +178,12 @@ def chat_features(conversations: Sequence[Sequence[Mapping[str, str]]], tokenize
         out["input_ids"].append(ids)
         out["attention_mask"].append([1] * len(ids))
         out["labels"].append(([IGNORE] * len(prompt_ids) + answer_ids)[:max_length])
+        needed = max(needed, len(prompt_ids) + len(answer_ids))
+    lost = sum(all(label == IGNORE for label in labels) for labels in out["labels"])
+    if require_answer and lost:
+        raise ValueError(f"max_length={max_length} cuts away the whole answer of {lost} of {len(out['labels'])} "
+                         f"conversations (the chat template's system and user turns come first): raise it to "
+                         f"{needed} to keep every answer, or shorten the texts.")
     return out
 
 
