@@ -458,7 +458,9 @@ def test_cpu_bf16_speedup_is_measured_once_and_leaves_random_state_alone():
     torch.manual_seed(123)
     speedup = tr.cpu_bf16_speedup()
     assert torch.equal(torch.rand(3), expected)  # its weights come from a private generator
-    assert 0.05 < speedup < 20, speedup  # a ratio of two timings of the same block, not a constant
+    # A ratio of two timings of the same block, not a constant. Emulated bf16 can be far slower than fp32:
+    # 0.04 on a 2-core AMD EPYC without avx512_bf16 (one fp32 SmolLM2 step 2.6 s, under autocast 55 s).
+    assert 0.005 < speedup < 20, speedup
     assert tr.cpu_bf16_speedup() == speedup  # cached: every TrainingConfig("auto") gets one answer
 
 
