@@ -21,7 +21,7 @@
 # decoder, SmolLM2-135M-Instruct, and connects it to the article's equation. SFT minimises the same
 # task loss $L(\theta; D)$ as every chapter before, with $D$ now a set of conversations and the loss
 # counted on the answer tokens only. The L2-SP term $\lambda\lVert\theta-\theta_p\rVert^2$ of
-# {numref}`ch-algorithm` gets a new job: a chat model is valued for everything it could do before the
+# {ref}`ch-algorithm` gets a new job: a chat model is valued for everything it could do before the
 # fine-tuning, so staying close to $\theta_p$ is a guard against *forgetting*, and this chapter
 # measures whether it works.
 #
@@ -257,7 +257,7 @@ assert gap < 0.02, gap  # "the same step" (measured 0.1%): Adam's first step fli
 # The small remaining gap comes mostly from weights whose gradient is nearly zero: Adam's first step scales every
 # update to about the learning rate, so the sign of a gradient of $10^{-9}$, which depends on the order
 # of a sum, decides the direction. The rest of the chapter trains with `ftutils`, because its loop
-# carries the L2-SP regulariser of {numref}`ch-algorithm` and is the one every other chapter uses; TRL
+# carries the L2-SP regulariser of {ref}`ch-algorithm` and is the one every other chapter uses; TRL
 # is what to reach for with larger models, packing, or preference tuning after SFT.
 #
 # (sec-it-sft)=
@@ -266,7 +266,7 @@ assert gap < 0.02, gap  # "the same step" (measured 0.1%): Adam's first step fli
 # Every run starts from the same $\theta_p$ and sees the same batches in the same order (the training
 # seed); the only change is the regulariser. `l2sp` adds $\lambda\lVert\theta-\theta_p\rVert^2$ to the
 # loss (its gradient goes through Adam); `l2sp-decoupled` pulls the weights toward $\theta_p$ by a
-# fraction $\eta\lambda$ after each step, as AdamW decouples weight decay ({numref}`ch-algorithm`).
+# fraction $\eta\lambda$ after each step, as AdamW decouples weight decay ({ref}`ch-algorithm`).
 
 # %%
 def fine_tune(kind="none", strength=0.0, seed=cfg.seed):
