@@ -55,6 +55,7 @@ import transformers
 from ftutils import (chapter, checks, data, generation, instructions, lora, metrics, models, regularizers, results,
                      trainer)
 
+pd.set_option("display.max_colwidth", None)  # the tables' prompts and answers: show them whole
 chapter.check("HELD_OUT", HELD_OUT, choices=tuple(instructions.TASKS))
 chapter.check("TRAIN_PER_TASK", TRAIN_PER_TASK, kind=int, minimum=2, allow_none=True)
 chapter.check("STRENGTHS", STRENGTHS, items=float, minimum=0, allow_none=True)
@@ -201,7 +202,12 @@ print(f"{len(before)} answers and the perplexity of {len(general_text)} articles
 instructions.summarise(before, n_resamples=N_BOOTSTRAP, seed=cfg.seed)
 
 # %%
-before.groupby("task", sort=False).head(1)[["task", "prompt", "output", "answer"]]
+def quoted(texts):
+    """Answers in quotes, so that an empty answer or trailing spaces and dots are visible."""
+    return texts.map(lambda text: f"“{text}”")
+
+
+before.groupby("task", sort=False).head(1)[["task", "prompt", "output", "answer"]].assign(output=lambda t: quoted(t["output"]))
 
 # %% [markdown]
 # (sec-it-trl)=
@@ -299,7 +305,8 @@ instructions.summarise(after, n_resamples=N_BOOTSTRAP, seed=cfg.seed)
 # Side by side, the first answers of each task before and after SFT:
 
 # %%
-side = before[["task", "prompt"]].assign(before=before["output"], after=after["output"], reference=after["answer"])
+side = before[["task", "prompt"]].assign(before=quoted(before["output"]), after=quoted(after["output"]),
+                                        reference=after["answer"])
 side.assign(prompt=side["prompt"].str.slice(0, 60) + "…").groupby("task", sort=False).head(max(1, SHOW_EXAMPLES // 2))
 
 # %%
