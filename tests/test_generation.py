@@ -2,23 +2,8 @@
 
 import pytest
 import torch
-import transformers
 
-from ftutils import generation, models
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return transformers.AutoTokenizer.from_pretrained(models.resolve("smollm2-135m"))
-
-
-@pytest.fixture(scope="module")
-def tiny(tokenizer):
-    torch.manual_seed(0)
-    cfg = transformers.LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32,
-                                   num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
-                                   eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.eos_token_id)
-    return transformers.LlamaForCausalLM(cfg)
+from ftutils import generation
 
 
 def test_labels_mask_the_prompt(tokenizer):

@@ -1,14 +1,8 @@
 """Tests for ftutils.instructions: the instruction set's splits, the answer-only labels, answer parsing."""
 
 import pytest
-import transformers
 
-from ftutils import instructions, models
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return transformers.AutoTokenizer.from_pretrained(models.resolve("smollm2-135m"))
+from ftutils import instructions
 
 
 def pools(n=20):
@@ -119,16 +113,6 @@ def test_entity_answer_matches_the_tagged_spans():
     assert instructions.entity_answer(["Ada", "Lovelace", "in", "London"], [1, 2, 0, 3], names) == \
         "person: Ada Lovelace; geo-loc: London"
     assert instructions.entity_answer(["nothing", "here"], [0, 0], names) == "none"
-
-
-@pytest.fixture(scope="module")
-def tiny(tokenizer):
-    import torch
-    torch.manual_seed(0)
-    cfg = transformers.LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32,
-                                   num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
-                                   eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.eos_token_id)
-    return transformers.LlamaForCausalLM(cfg)
 
 
 def test_respond_and_run_tests_keep_the_order_and_judge_each_answer(tokenizer, tiny):
